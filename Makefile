@@ -1,0 +1,29 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+demo: $(STAMP)
+	$(BIN)/phaseseg predict samples/ --submission demo_out/submission.csv \
+		--labels-dir demo_out/labels --overlays-dir demo_out/overlays
+	@echo "Overlays written to demo_out/overlays/ (open the PNGs)"
+
+clean:
+	rm -rf $(VENV) demo_out build *.egg-info src/*.egg-info
