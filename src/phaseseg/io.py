@@ -306,3 +306,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def read_submission(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a competition ``submission.csv`` (``id,predicted``; one row per instance).
+
+    An image with no instance may appear as one row with an empty ``predicted``. RLE strings are
+    not checked here (see :mod:`phaseseg.submission` for the full validation).
+    """
+    path = Path(path)
+    df = _read_csv(path)
+    missing = [c for c in ("id", "predicted") if c not in df.columns]
+    if missing:
+        raise PhasesegInputError(f"{path}: missing column(s) {', '.join(missing)}")
+    df["id"] = df["id"].astype(str)
+    df["predicted"] = df["predicted"].fillna("").astype(str)
+    return df
