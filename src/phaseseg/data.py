@@ -1,0 +1,153 @@
+"""Training data: the Sartorius folder -> in-memory images + targets -> augmented random crops.
+
+A data folder holds ``train.csv`` (Kaggle format), ``train/<id>.png`` and optionally
+``folds.csv`` (``id,cell_type,fold``). All images and their targets fit in memory (461 images
+take ~0.7 GB), so crops are cut in the training process itself; no worker processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from phaseseg import io
+from phaseseg.targets import make_targets
+
+log = logging.getLogger(__name__)
+
+
+def normalize_image(image: np.ndarray) -> np.ndarray:
+    """uint8 ``(H, W)`` image -> float32 ``(H, W)`` with zero mean and unit std (per image)."""
+    img = image.astype(np.float32)
+    return (img - img.mean()) / max(float(img.std()), 1.0)
+
+
+@dataclass
+class Sample:
+    """One annotated image held in memory."""
+
+    image_id: str
+    cell_type: int  # index into io.CELL_TYPES
+    image: np.ndarray  # uint8 (H, W)
+    labels: np.ndarray  # int32 (H, W)
+    targets: dict[str, np.ndarray]  # see targets.make_targets
+
+
+def read_folds(data_dir: Path, df: pd.DataFrame) -> pd.Series:
+    """Fold of each image id (``folds.csv``), or -1 everywhere when the file is absent."""
+    path = Path(data_dir) / "folds.csv"
+    ids = pd.unique(df["id"])
+    if not path.is_file():
+        log.warning("%s not found: every image is used for training", path)
+        return pd.Series(-1, index=ids)
+    folds = pd.read_csv(path, dtype={"id": str})
+    if not {"id", "fold"} <= set(folds.columns):
+        raise io.PhasesegInputError(f"{path}: needs columns id,fold")
+    return folds.set_index("id")["fold"].reindex(ids).fillna(-1).astype(int)
+
+
+def load_samples(
+    data_dir: str | Path, image_ids: list[str] | None = None, cache_dir: Path | None = None
+) -> list[Sample]:
+    """Load images, label images and targets of a Sartorius-style folder.
+
+    Targets are cached (``cache_dir``, keyed by the CSV's content hash) since computing them for
+    the full set takes about a minute.
+    """
+    data_dir = Path(data_dir)
+    df = io.read_train_csv(data_dir / "train.csv")
+    if image_ids is not None:
+        df = df[df["id"].isin(set(image_ids))]
+    cache = None
+    if cache_dir is not None:
+        digest = hashlib.sha1(pd.util.hash_pandas_object(df, index=False).to_numpy()).hexdigest()
+        cache = Path(cache_dir) / f"targets-{digest[:16]}.npz"
+    cached = dict(np.load(cache)) if cache is not None and cache.is_file() else {}
+    samples, new = [], {}
+    groups = df.groupby("id", sort=False)
+    for image_id, rows in tqdm(groups, total=groups.ngroups, desc="loading", unit="img"):
+        image_id = str(image_id)
+        cell_type = str(rows["cell_type"].iloc[0])
+        if cell_type not in io.CELL_TYPES:
+            raise io.PhasesegInputError(
+                f"{data_dir / 'train.csv'}: unknown cell_type {cell_type!r} for image {image_id}"
+            )
+        image = io.read_image(data_dir / "train" / f"{image_id}.png")
+        labels = io.annotations_to_labels(rows, str(data_dir / "train.csv"))
+        if image.shape != labels.shape:
+            raise io.PhasesegInputError(
+                f"{data_dir / 'train' / image_id}.png: image is {image.shape[1]}x{image.shape[0]}"
+                f" but train.csv says {labels.shape[1]}x{labels.shape[0]}"
+            )
+        if f"{image_id}/distance" in cached:
+            targets = {k: cached[f"{image_id}/{k}"] for k in ("foreground", "distance", "touching")}
+        else:
+            targets = make_targets(labels)
+            new.update({f"{image_id}/{k}": v for k, v in targets.items()})
+        samples.append(Sample(image_id, io.CELL_TYPES.index(cell_type), image, labels, targets))
+    if cache is not None and new:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_path(cache) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **cached, **new)
+    return samples
+
+
+def random_crop(
+    sample: Sample, size: int, rng: np.random.Generator, foreground_bias: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut an augmented ``size`` x ``size`` crop of one sample.
+
+    With probability ``foreground_bias`` the crop is centred near a random cell pixel (sparse
+    cort images otherwise give mostly empty crops). Augmentation: flips, 90-degree rotations,
+    brightness/contrast jitter.
+
+    Returns
+    -------
+    image float32 (size, size), foreground float32, distance float32 in [0, 1], weight float32.
+    """
+    h, w = sample.image.shape
+    fg = sample.targets["foreground"]
+    if rng.random() < foreground_bias and fg.any():
+        ys, xs = np.nonzero(fg[::4, ::4])
+        k = rng.integers(len(ys))
+        cy, cx = ys[k] * 4 + rng.integers(-size // 4, size // 4 + 1), xs[k] * 4
+        cx += rng.integers(-size // 4, size // 4 + 1)
+        y0, x0 = (
+            int(np.clip(cy - size // 2, 0, h - size)),
+            int(np.clip(cx - size // 2, 0, w - size)),
+        )
+    else:
+        y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    sl = (slice(y0, y0 + size), slice(x0, x0 + size))
+    image = normalize_image(sample.image[sl])
+    maps = np.stack(
+        [
+            fg[sl].astype(np.float32),
+            sample.targets["distance"][sl].astype(np.float32) / 255.0,
+            1.0 + 2.0 * sample.targets["touching"][sl].astype(np.float32),
+        ]
+    )
+    k = int(rng.integers(4))
+    image, maps = np.rot90(image, k), np.rot90(maps, k, axes=(1, 2))
+    if rng.random() < 0.5:
+        image, maps = image[:, ::-1], maps[:, :, ::-1]
+    gain = float(np.exp(rng.normal(0, 0.15)))
+    image = image * gain + float(rng.normal(0, 0.1))
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    maps = np.ascontiguousarray(maps)
+    return image, maps[0], maps[1], maps[2]
+
+
+def batch_indices(
+    samples: list[Sample], batch_size: int, rng: np.random.Generator, type_weights: dict[str, float]
+) -> np.ndarray:
+    """Draw image indices for one batch, each image weighted by its cell type's weight."""
+    weights = np.array([type_weights.get(io.CELL_TYPES[s.cell_type], 1.0) for s in samples])
+    return rng.choice(len(samples), size=batch_size, p=weights / weights.sum())

@@ -1,0 +1,75 @@
+"""Network maps -> non-overlapping instances (seeded watershed).
+
+Cells are the foreground pixels; each cell grows from one seed, a connected region where the
+predicted normalised distance to the border is high. Thresholds are tuned per cell type on
+validation data and stored in the model file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential, watershed
+
+
+@dataclass
+class PostprocessParams:
+    """Thresholds of :func:`maps_to_labels` (probabilities in [0, 1], sizes in pixels)."""
+
+    fg_thresh: float = 0.5
+    seed_thresh: float = 0.6
+    min_size: int = 40
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def maps_to_labels(
+    foreground: np.ndarray,
+    distance: np.ndarray,
+    fg_thresh: float = 0.5,
+    seed_thresh: float = 0.6,
+    min_size: int = 40,
+) -> np.ndarray:
+    """Turn foreground and distance probability maps into a label image.
+
+    Parameters
+    ----------
+    foreground, distance : (H, W) float arrays in [0, 1]
+        Probability of being a cell pixel; predicted normalised distance to the cell's border.
+    fg_thresh : float
+        Pixels with ``foreground > fg_thresh`` belong to cells.
+    seed_thresh : float
+        Connected regions of ``distance > seed_thresh`` (inside the foreground) seed one cell
+        each. Foreground components without a seed become one cell each.
+    min_size : int
+        Cells smaller than this many pixels are removed.
+
+    Returns
+    -------
+    (H, W) int32 labels, 0 = background, 1..N = cells, no overlaps by construction.
+
+    Examples
+    --------
+    >>> fg = np.zeros((8, 8)); fg[1:4, 1:4] = fg[5:8, 5:8] = 1
+    >>> maps_to_labels(fg, fg, min_size=1).max()
+    2
+    """
+    mask = foreground > fg_thresh
+    seeds, n_seeds = ndi.label(mask & (distance > seed_thresh))
+    # foreground components that hold no seed become cells of their own
+    components, n_comp = ndi.label(mask)
+    seeded = np.zeros(n_comp + 1, dtype=bool)
+    seeded[np.unique(components[seeds > 0])] = True
+    orphan = ~seeded[components] & mask
+    seeds[orphan] = components[orphan] + n_seeds
+    labels = watershed(-distance, seeds, mask=mask)
+    if min_size > 1:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_size
+        small[0] = False
+        labels[small[labels]] = 0
+    labels, _, _ = relabel_sequential(labels)
+    return labels.astype(np.int32, copy=False)
