@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from phaseseg import __version__
 from phaseseg.io import PhasesegInputError
@@ -49,19 +50,108 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate_submission(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from pathlib import Path
+
+    from phaseseg.io import IMAGE_SUFFIXES, find_images, image_shape
+    from phaseseg.submission import check_submission
+
+    image_ids = shapes = None
+    if args.images:
+        folder = Path(args.images)
+        if not folder.is_dir():
+            raise PhasesegInputError(f"{folder}: no such folder")
+        files = find_images([folder])
+        if not files:
+            raise PhasesegInputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        shapes = {}
+        for f in files:
+            if f.stem in shapes:
+                log.warning("%s: image id %s seen twice; keeping the first file", f, f.stem)
+            else:
+                shapes[f.stem] = image_shape(f)
+        image_ids = list(shapes)
+    check = check_submission(args.submission, image_ids=image_ids, shapes=shapes)
+    for problem in check.problems:
+        print(problem)
+    counts = f"{check.n_rows} rows, {check.n_images} images, {check.n_instances} instances"
+    if image_ids is not None:
+        counts += f"; {len(image_ids)} images in {args.images}"
+    if check.valid:
+        print(f"{args.submission}: valid ({counts})")
+        return 0
+    n_images = len({p.image_id for p in check.problems if p.image_id is not None})
+    print(
+        f"{args.submission}: INVALID, {len(check.problems)} problem(s) in {n_images} image(s) "
+        f"({counts})"
+    )
+    return 1
 
 
 def _cmd_eda(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from phaseseg.eda import write_eda_report
+
+    report = write_eda_report(args.data_dir, args.out)
+    print(report)
+    return 0
+
+
+_TRAIN_FLAGS = ("steps", "batch_size", "crop_size", "lr", "seed", "eval_every")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    import json
+    from dataclasses import asdict
+
+    from phaseseg.io import atomic_path
+    from phaseseg.train import TrainConfig, fit
+
+    cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.val_fold is not None:
+        overrides["val_fold"] = None if args.val_fold.lower() == "none" else int(args.val_fold)
+    cfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
+    out = Path(args.out)
+    with atomic_path(out.with_name(out.stem + ".config.json")) as tmp:
+        tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    scores = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
+    print(f"model written to {out}")
+    if scores:
+        tuned = scores["tuned"]
+        print(
+            f"fold {cfg.val_fold} score (tuned thresholds): {tuned['overall']:.4f}  "
+            + "  ".join(f"{t} {tuned[t]:.4f}" for t in ("astro", "cort", "shsy5y") if t in tuned)
+        )
+    return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from phaseseg.predict import predict_images
+    from phaseseg.segmenter import load_model
+
+    if not (args.submission or args.labels_dir or args.overlays_dir):
+        raise PhasesegInputError(
+            "nothing to write: give --submission, --labels-dir or --overlays-dir"
+        )
+    model = load_model(args.model, device=args.device)
+    summary = predict_images(
+        args.images,
+        model,
+        submission=args.submission,
+        labels_dir=args.labels_dir,
+        overlays_dir=args.overlays_dir,
+        tta=args.tta,
+    )
+    for line in summary.failed:
+        print(f"phaseseg predict: skipped {line}", file=sys.stderr)
+    print(f"{summary.n_images} images, {summary.n_cells} cells")
+    for what, where in (
+        ("submission", args.submission),
+        ("labels", args.labels_dir),
+        ("overlays", args.overlays_dir),
+    ):
+        if where:
+            print(f"{what}: {where}")
+    return 1 if summary.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,15 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("evaluate", help="score a submission against ground truth (competition metric)")
+    p = sub.add_parser(
+        "evaluate", help="score a submission against ground truth (competition metric)"
+    )
     p.add_argument("truth", help="ground-truth CSV (train.csv format)")
     p.add_argument("submission", help="submission CSV (id,predicted)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the scores as JSON")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("validate-submission", help="check a submission.csv against the competition's rules")
+    p = sub.add_parser(
+        "validate-submission", help="check a submission.csv against the competition's rules"
+    )
     p.add_argument("submission", help="submission CSV (id,predicted)")
-    p.add_argument("--images", metavar="DIR", help="folder of the test images (checks ids and sizes)")
+    p.add_argument(
+        "--images", metavar="DIR", help="folder of the test images (checks ids and sizes)"
+    )
     p.set_defaults(func=_cmd_validate_submission)
 
     p = sub.add_parser("eda", help="write an HTML report exploring a data set")
@@ -92,10 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a segmentation model")
     p.add_argument("data_dir", help="folder with train.csv, train/*.png (and folds.csv)")
     p.add_argument("--out", required=True, help="output model file (.pt)")
+    p.add_argument("--val-fold", help="fold held out for validation and tuning (default 0; 'none')")
+    p.add_argument("--config", help="JSON file of training options (flags override it)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 3500)")
+    p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
+    p.add_argument("--crop-size", type=int, help="crop side in pixels (default 256)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default 500)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
+    p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="segment images; write a submission, label TIFFs, overlays")
     p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--model", help="model file (default: the bundled model)")
+    p.add_argument("--submission", metavar="CSV", help="write a competition submission.csv")
+    p.add_argument("--labels-dir", metavar="DIR", help="write one label TIFF per image")
+    p.add_argument("--overlays-dir", metavar="DIR", help="write one outline overlay PNG per image")
+    p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_predict)
     return parser
 
