@@ -127,6 +127,12 @@ def test_write_eda_report(dataset, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_write_eda_report_without_overlays(dataset, tmp_path):
+    report = write_eda_report(dataset, tmp_path / "out", overlays=False)
+    assert report.read_text().count("data:image/png;base64,") == len(FIGURES) - 1
+    assert not (tmp_path / "out" / "overlays.png").exists()
+
+
 def test_cli_eda(dataset, tmp_path, capsys):
     out = tmp_path / "cli_out"
     assert main(["eda", str(dataset), "--out", str(out)]) == 0

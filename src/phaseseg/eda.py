@@ -583,7 +583,9 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_eda_report(data_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+def write_eda_report(
+    data_dir: str | os.PathLike, out_dir: str | os.PathLike, overlays: bool = True
+) -> Path:
     """Measure a data set and write its EDA report.
 
     Parameters
@@ -593,6 +595,9 @@ def write_eda_report(data_dir: str | os.PathLike, out_dir: str | os.PathLike) ->
     out_dir : path
         Output folder (created). Receives ``report.html`` (self-contained), one PNG per figure
         (see :data:`FIGURES`), ``summary.csv``, ``summary.json`` and ``images.csv``.
+    overlays : bool
+        Include the example images with their annotations. Leave them out where the images'
+        licence does not allow redistributing them (e.g. a report committed to a repository).
 
     Returns
     -------
@@ -616,6 +621,8 @@ def write_eda_report(data_dir: str | os.PathLike, out_dir: str | os.PathLike) ->
     captions = _captions(stats, summary)
     sections = [Section("Summary", "Numbers per cell type (also in summary.csv).", table=summary.T)]
     for name, plot in FIGURES.items():
+        if name == "overlays" and not overlays:
+            continue
         png = figure_png(plot(stats), palette=name == "overlays")
         with atomic_path(out_dir / f"{name}.png") as tmp:
             tmp.write_bytes(png)
