@@ -54,6 +54,15 @@ def test_iou_matrix_non_contiguous_ids_sorted():
     assert m.dtype == np.float64
 
 
+def test_iou_matrix_huge_label_ids():
+    # ids far beyond the pixel count take the sorting path; same result as small ids
+    truth = block((4, 6), (3, 0, 2, 0, 2), (7, 3, 4, 3, 6))
+    pred = block((4, 6), (10, 0, 2, 0, 3), (2, 3, 4, 4, 6))
+    big_t = np.where(truth > 0, truth.astype(np.int64) * 10**9, 0)
+    big_p = np.where(pred > 0, pred.astype(np.int64) * 10**9 + 1, 0)
+    np.testing.assert_array_equal(iou_matrix(big_t, big_p), iou_matrix(truth, pred))
+
+
 def test_iou_matrix_empty_and_errors():
     assert iou_matrix(np.zeros((3, 3), int), np.zeros((3, 3), int)).shape == (0, 0)
     assert iou_matrix(block((3, 3), (1, 0, 1, 0, 1)), np.zeros((3, 3), int)).shape == (1, 0)
@@ -221,6 +230,9 @@ def test_score_tables_breakdowns_and_missing_images():
     assert s.n_images == 4 and s.n_missing == 1
     assert s.per_image["id"].tolist() == ["a", "b", "c", "d"]
     assert s.per_image["missing"].tolist() == [False, False, True, False]
+    # an image whose only annotation is empty: 1 with an empty prediction, 0 when missing
+    truth, sub = tables([("e", "", "cort"), ("f", "", "cort")], [("e", "")])
+    assert score_tables(truth, sub).per_image["score"].tolist() == [1.0, 0.0]
     d = s.to_dict()
     assert d["n_missing"] == 1 and d["per_image"]["b"] == pytest.approx(0.1)
     json.dumps(d)  # JSON-ready

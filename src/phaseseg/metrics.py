@@ -161,6 +161,11 @@ def _relabel(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     flat = labels.ravel().astype(np.int64, copy=False)
     if flat.size and flat.min() < 0:
         raise ValueError(f"{name} holds negative labels")
+    if flat.size and flat.max() > 4 * flat.size:  # huge ids: sort instead of a huge bincount
+        ids, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        if ids[0] == 0:
+            return inverse, counts[1:]
+        return inverse + 1, counts
     counts = np.bincount(flat) if flat.size else np.zeros(1, dtype=np.int64)
     ids = np.flatnonzero(counts[1:]) + 1
     lut = np.zeros(len(counts), dtype=np.int64)
@@ -389,7 +394,8 @@ def score_tables(
     -------
     Scores
         Overall, per cell type, per threshold and per image. Truth images absent from the
-        submission score 0.
+        submission score 0 (even one whose annotations are all empty, which scores 1 when the
+        submission lists it with an empty prediction).
 
     Raises
     ------
@@ -438,6 +444,7 @@ def score_tables(
             n_overlapping += 1
         rows, cols, iou = _sparse_iou(t_inst, t_pix, t_area, p_inst, p_pix, p_area, size)
         m = _match(rows, cols, iou, len(t_area), len(p_area), th)
+        precision = np.zeros(len(th)) if missing else m.precision  # missing: 0 even if no truth
         records.append(
             {
                 "id": image_id,
@@ -445,8 +452,8 @@ def score_tables(
                 "n_true": m.n_true,
                 "n_pred": m.n_pred,
                 "missing": missing,
-                "score": m.score,
-                **{f"p@{t:.2f}": p for t, p in zip(th, m.precision, strict=True)},
+                "score": float(precision.mean()),
+                **{f"p@{t:.2f}": p for t, p in zip(th, precision, strict=True)},
             }
         )
     if n_overlapping:
