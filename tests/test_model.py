@@ -1,0 +1,113 @@
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from phaseseg.checkpoint import FORMAT, load_model_file, save_model
+from phaseseg.io import PhasesegInputError
+from phaseseg.model import NetConfig, build_model
+from phaseseg.postprocess import PostprocessParams
+from phaseseg.segmenter import Segmenter, load_model
+
+TINY = NetConfig(channels=(4, 8, 16), convs_per_block=1)
+
+
+def test_forward_shapes():
+    net = build_model(TINY).eval()
+    out = net(torch.zeros(2, 1, 64, 48))
+    assert out["pixel"].shape == (2, 2, 64, 48)
+    assert out["cell_type"].shape == (2, 3)
+    assert build_model(TINY.to_dict()).config == TINY
+    assert TINY.stride == 4
+
+
+def _save_tiny(path, **extra):
+    torch.manual_seed(0)
+    net = build_model(TINY)
+    meta = {
+        "net": TINY.to_dict(),
+        "postprocess": {t: PostprocessParams().to_dict() for t in ("astro", "cort", "shsy5y")},
+        **extra,
+    }
+    save_model(path, net.state_dict(), meta)
+    return net
+
+
+def test_save_load_round_trip_gives_same_outputs(tmp_path):
+    net = _save_tiny(tmp_path / "m.pt", seed=3)
+    image = np.random.default_rng(0).integers(0, 255, (50, 70), dtype=np.uint8)
+    before = Segmenter(net, {t: PostprocessParams() for t in ("astro", "cort", "shsy5y")})
+    after = load_model(tmp_path / "m.pt", device="cpu")
+    a, b = before.segment_full(image), after.segment_full(image)
+    np.testing.assert_array_equal(a.foreground, b.foreground)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.labels.shape == image.shape
+    assert after.metadata["seed"] == 3 and after.metadata["format"] == FORMAT
+
+
+def test_not_a_model_file(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("hello")
+    with pytest.raises(PhasesegInputError, match="not a phaseseg model"):
+        load_model_file(bad)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(PhasesegInputError, match="not a phaseseg model"):
+        load_model_file(tmp_path / "other.pt")
+    with pytest.raises(PhasesegInputError, match="no such model"):
+        load_model_file(tmp_path / "missing.pt")
+
+
+def test_incompatible_version(tmp_path):
+    _save_tiny(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(PhasesegInputError, match="format version 99"):
+        load_model_file(tmp_path / "future.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch EVIL_RAN",))
+
+
+def test_loading_never_runs_code_from_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": FORMAT, "x": _Evil()}, f)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PhasesegInputError, match="not a phaseseg model"):
+        load_model_file(path)
+    assert not (tmp_path / "EVIL_RAN").exists()
+
+
+def test_cli_bad_model_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    image = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(image)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "phaseseg",
+            "predict",
+            str(image),
+            "--model",
+            str(bad),
+            "--submission",
+            "s.csv",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2
+    assert "not a phaseseg model" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "s.csv").exists()

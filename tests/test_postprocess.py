@@ -1,0 +1,45 @@
+import numpy as np
+
+from phaseseg.postprocess import maps_to_labels
+from phaseseg.targets import normalized_distance
+
+
+def _two_touching_cells():
+    truth = np.zeros((20, 40), dtype=np.int32)
+    truth[4:16, 4:20] = 1
+    truth[4:16, 20:36] = 2
+    return truth
+
+
+def test_touching_cells_are_split_by_their_seeds():
+    truth = _two_touching_cells()
+    fg = (truth > 0).astype(float)
+    labels = maps_to_labels(fg, normalized_distance(truth), 0.5, 0.5, 1)
+    assert labels.max() == 2
+    # each output cell is exactly one truth cell
+    for lab in (1, 2):
+        assert len(np.unique(truth[labels == lab])) == 1
+    assert (labels > 0).sum() == (truth > 0).sum()
+
+
+def test_without_distance_touching_cells_merge():
+    truth = _two_touching_cells()
+    fg = (truth > 0).astype(float)
+    labels = maps_to_labels(fg, fg, 0.5, 0.5, 1)
+    assert labels.max() == 1
+
+
+def test_unseeded_component_becomes_a_cell_and_small_cells_are_dropped():
+    fg = np.zeros((20, 20))
+    fg[2:10, 2:10] = 1  # 64 px, no seed (distance low everywhere)
+    fg[15:17, 15:17] = 1  # 4 px
+    dist = np.zeros_like(fg)
+    labels = maps_to_labels(fg, dist, 0.5, 0.5, min_size=10)
+    assert labels.max() == 1
+    assert (labels == 1).sum() == 64
+    assert labels.dtype == np.int32
+
+
+def test_empty_maps_give_empty_labels():
+    labels = maps_to_labels(np.zeros((8, 8)), np.zeros((8, 8)))
+    assert labels.shape == (8, 8) and labels.max() == 0

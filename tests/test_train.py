@@ -1,0 +1,107 @@
+"""Training on a tiny synthetic set: a few steps, resume after kill -9, predict with the result."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from synthetic import make_dataset
+
+from phaseseg.checkpoint import load_model_file
+from phaseseg.cli import main
+from phaseseg.segmenter import load_model
+from phaseseg.train import TrainConfig, fit
+
+TINY_NET = {"channels": [4, 8, 16], "convs_per_block": 1, "n_cell_types": 3}
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(
+        steps=6,
+        batch_size=2,
+        crop_size=64,
+        eval_every=3,
+        checkpoint_every=2,
+        warmup_steps=2,
+        net=TINY_NET,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data"))
+
+
+def test_fit_writes_a_loadable_model_with_metadata(dataset, tmp_path):
+    scores = fit(dataset, tmp_path / "m.pt", tiny_config(), device="cpu")
+    assert 0.0 <= scores["tuned"]["overall"] <= 1.0
+    payload = load_model_file(tmp_path / "m.pt")
+    assert payload["train"]["steps"] == 6 and payload["seed"] == 0
+    assert payload["data"]["val_fold"] == 0 and payload["data"]["val_images"] == 2
+    assert set(payload["postprocess"]) == {"astro", "cort", "shsy5y"}
+    assert len(payload["history"]) == 2  # evaluated at steps 3 and 6
+    labels = load_model(tmp_path / "m.pt", device="cpu").segment(
+        np.full((96, 128), 100, dtype=np.uint8)
+    )
+    assert labels.shape == (96, 128) and labels.dtype == np.int32
+
+
+def test_training_is_reproducible(dataset, tmp_path):
+    fit(dataset, tmp_path / "a.pt", tiny_config(steps=3, eval_every=3), device="cpu")
+    fit(dataset, tmp_path / "b.pt", tiny_config(steps=3, eval_every=3), device="cpu")
+    a = load_model_file(tmp_path / "a.pt")["state_dict"]
+    b = load_model_file(tmp_path / "b.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_kill_9(dataset, tmp_path):
+    out = tmp_path / "m.pt"
+    args = [
+        sys.executable,
+        "-m",
+        "phaseseg.cli",
+        "train",
+        str(dataset),
+        "--out",
+        str(out),
+        "--config",
+        str(tmp_path / "cfg.json"),
+    ]
+    cfg = tiny_config(steps=400, eval_every=400, checkpoint_every=5)
+    import json
+    from dataclasses import asdict
+
+    (tmp_path / "cfg.json").write_text(json.dumps(asdict(cfg)))
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out.with_name(out.name + ".state.pt")
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "no training state was written before the kill"
+    step_at_kill = torch.load(state, weights_only=True)["state"]["step"]
+    assert 0 < step_at_kill < 400
+    # resume and finish a shorter run: steps continue from the saved state
+    cfg2 = tiny_config(steps=step_at_kill + 4, eval_every=1000, checkpoint_every=5)
+    (tmp_path / "cfg.json").write_text(json.dumps(asdict(cfg2)))
+    assert main([*args[3:], "--resume"]) == 0
+    final = torch.load(state, weights_only=True)["state"]
+    assert final["step"] == step_at_kill + 4
+    assert load_model_file(out)["train"]["steps"] == step_at_kill + 4
+
+
+def test_train_cli_bad_inputs(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "train.csv" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "cfg.json").write_text('{"stepz": 3}')
+    assert (
+        main(["train", str(tmp_path), "--out", "m.pt", "--config", str(tmp_path / "cfg.json")]) == 2
+    )
+    assert "unknown training option" in capsys.readouterr().err
