@@ -103,11 +103,16 @@ class Segmenter:
     ) -> Segmentation:
         """Segment one uint8 ``(H, W)`` image; also return the maps and the cell type.
 
-        ``cell_type`` overrides the predicted type (which chooses the thresholds).
+        ``cell_type`` overrides the predicted type (which chooses the thresholds). Images with
+        a side over :data:`phaseseg.tiling.TILE_ABOVE` px run through the network in
+        overlapping tiles (:func:`phaseseg.tiling.predict_maps_tiled`), post-processed as one.
         """
         if image.ndim != 2:
             raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
-        fg, dist, type_probs = predict_maps(self.net, image, self.device, tta=tta)
+        from phaseseg import tiling  # images larger than tiling.TILE_ABOVE px: seamless tiles
+
+        maps = tiling.predict_maps_tiled if max(image.shape) > tiling.TILE_ABOVE else predict_maps
+        fg, dist, type_probs = maps(self.net, image, self.device, tta=tta)
         names = list(self.postprocess) if len(self.postprocess) == len(type_probs) else CELL_TYPES
         if cell_type is None:
             cell_type = names[int(np.argmax(type_probs))]

@@ -1,0 +1,203 @@
+"""Tiled inference: tile layout, blending, no seams, no cut cells, mosaic of real images."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+from torch import nn
+
+from phaseseg import tiling
+from phaseseg.model import NetConfig, build_model
+from phaseseg.postprocess import PostprocessParams, maps_to_labels
+from phaseseg.segmenter import BUNDLED_MODEL, Segmenter, predict_maps
+from phaseseg.tiling import predict_maps_tiled, tile_starts
+
+CPU = torch.device("cpu")
+TINY = NetConfig(channels=(4, 8, 16), convs_per_block=1)
+TYPES = ("astro", "cort", "shsy5y")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run far faster on one thread, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(1560, 512, 128), (2112, 512, 128), (700, 256, 64), (513, 512, 0)]
+)
+def test_tiles_cover_the_image_with_the_requested_overlap(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + tile == length
+    gaps = np.diff(starts)
+    assert (tile - gaps >= overlap).all() and (gaps > 0).all()
+
+
+def test_small_side_is_one_tile():
+    assert tile_starts(300, 512, 128) == [0]
+    fg, dist, probs = predict_maps_tiled(
+        build_model(TINY).eval(), np.zeros((40, 1100), np.uint8), CPU, overlap=32
+    )
+    assert fg.shape == dist.shape == (40, 1100) and probs.shape == (3,)
+    assert np.isfinite(fg).all() and abs(float(probs.sum()) - 1) < 1e-5
+
+
+def test_bad_tile_arguments():
+    net = build_model(TINY).eval()
+    img = np.zeros((64, 64), np.uint8)
+    with pytest.raises(ValueError, match="overlap"):
+        predict_maps_tiled(net, img, CPU, tile=(32, 32), overlap=32)
+    with pytest.raises(ValueError, match="2-D"):
+        predict_maps_tiled(net, np.zeros((4, 8, 8), np.uint8), CPU)
+
+
+def _textured_image(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.normal(128, 40, shape), 2) * 3 - 256
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_blended_tiles_match_the_whole_image_prediction():
+    """Away from the image border, tiled maps equal whole-image maps up to bf16 noise.
+
+    Measured: max |difference| 0.002 with a 48-px overlap; abutted tiles (overlap 0) leave
+    seams of 0.05, so the comparison is sensitive to them.
+    """
+    torch.manual_seed(0)
+    net = build_model(TINY).eval()
+    img = _textured_image((300, 410))
+    whole = predict_maps(net, img, CPU)
+    blended = predict_maps_tiled(net, img, CPU, tile=(128, 160), overlap=48)
+    abutted = predict_maps_tiled(net, img, CPU, tile=(128, 160), overlap=0)
+    inner = np.s_[8:-8, 8:-8]  # the whole image is padded differently at its right edge
+    err = max(
+        float(np.abs(a - b)[inner].max()) for a, b in zip(whole[:2], blended[:2], strict=True)
+    )
+    seam = max(
+        float(np.abs(a - b)[inner].max()) for a, b in zip(whole[:2], abutted[:2], strict=True)
+    )
+    assert err < 0.01
+    assert seam > 5 * err
+    np.testing.assert_allclose(blended[2], whole[2], atol=0.01)
+    small = img[:150, :200]
+    plain = predict_maps_tiled(net, small, CPU, tile=(96, 96), overlap=32)
+    flipped = predict_maps_tiled(net, small, CPU, tile=(96, 96), overlap=32, tta=True)
+    assert float(np.abs(flipped[0] - plain[0]).mean()) < 0.05
+
+
+class _BlurNet(nn.Module):
+    """Stub network: foreground = distance = a box blur of the input, zero-padded.
+
+    Zero padding darkens each tile's edges, as a real network loses context there: a cell
+    crossing an abutted tile border is cut by the dark seam.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.config = SimpleNamespace(stride=4)
+        self.register_buffer("kernel", torch.ones(1, 1, 15, 15) / 225)
+
+    def forward(self, x):
+        b = F.conv2d(x, self.kernel.to(x.dtype), padding=7)
+        logit = 6 * (b - 2.0)
+        return {"pixel": torch.cat([logit, logit], 1), "cell_type": torch.zeros(x.shape[0], 3)}
+
+
+def _elongated_cell(shape, cy, cx, ry=12, rx=60):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    truth = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).astype(np.int32)
+    return truth, np.where(truth > 0, 200, 100).astype(np.uint8)
+
+
+def test_cell_across_a_tile_border_stays_one_cell():
+    truth, img = _elongated_cell((128, 200), 64, 64)  # centred on the first tile's right edge
+    net = _BlurNet().eval()
+    fg, dist, _ = predict_maps_tiled(net, img, CPU, tile=(64, 64), overlap=24)
+    labels = maps_to_labels(fg, dist, min_size=20)
+    assert labels.max() == 1
+    whole = maps_to_labels(*predict_maps(net, img, CPU)[:2], min_size=20)
+    assert whole.max() == 1 and (labels[truth > 0] == 1).mean() > 0.7
+    assert np.logical_and(labels, whole).sum() / np.logical_or(labels, whole).sum() > 0.95
+    # the stub is sensitive to tile borders: without overlap the cell is cut
+    fg0, dist0, _ = predict_maps_tiled(net, img, CPU, tile=(64, 64), overlap=0)
+    assert maps_to_labels(fg0, dist0, min_size=20).max() >= 2
+
+
+def test_segment_full_tiles_large_images(monkeypatch):
+    calls = []
+    original = tiling.predict_maps_tiled
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiling, "predict_maps_tiled", spy)
+    seg = Segmenter(_BlurNet(), {t: PostprocessParams(min_size=20) for t in TYPES}, device="cpu")
+    truth, img = _elongated_cell((160, 1100), 80, 512, ry=14, rx=90)  # across x = 512
+    labels = seg.segment_full(img).labels
+    assert calls == [(160, 1100)]
+    assert labels.max() == 1 and (labels[truth > 0] == 1).mean() > 0.8
+    seg.segment_full(img[:, :1000])  # not above tiling.TILE_ABOVE: whole image
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------- real mosaic
+
+
+def _best_model() -> Path:
+    for path in (BUNDLED_MODEL, Path(__file__).resolve().parents[1] / "runs/main/model.pt"):
+        if path.is_file():
+            return path
+    pytest.skip("no trained model (src/phaseseg/models/default.pt or runs/main/model.pt)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell_type", ["cort", "shsy5y"])
+def test_mosaic_of_real_images_scores_like_the_images_alone(shared_data, cell_type):
+    """A 3x3 mosaic (2112x1560) of fold-0 images, segmented in tiles and cut back into the 9
+    images, scores like segmenting each image alone.
+
+    The cell type is fixed (the thresholds are per type) so that only tiling differs.
+    """
+    from phaseseg import io
+    from phaseseg.metrics import image_score
+    from phaseseg.segmenter import load_model
+
+    model = load_model(_best_model(), device="cpu")
+    df = io.read_train_csv(shared_data / "train.csv")
+    folds = pd.read_csv(shared_data / "folds.csv")
+    ids = folds[(folds.fold == 0) & (folds.cell_type == cell_type)].id.tolist()[:9]
+    images = [io.read_image(shared_data / "train" / f"{i}.png") for i in ids]
+    truths = [io.annotations_to_labels(df[df.id == i]) for i in ids]
+    t0 = time.perf_counter()
+    alone = [
+        image_score(t, model.segment_full(im, cell_type=cell_type).labels)
+        for im, t in zip(images, truths, strict=True)
+    ]
+    t1 = time.perf_counter()
+    mosaic = np.block([[images[3 * r + c] for c in range(3)] for r in range(3)])
+    assert mosaic.shape == (1560, 2112)
+    del images
+    labels = model.segment_full(mosaic, cell_type=cell_type).labels
+    t2 = time.perf_counter()
+    h, w = truths[0].shape
+    pieces = [labels[r * h : (r + 1) * h, c * w : (c + 1) * w] for r in range(3) for c in range(3)]
+    tiled = [image_score(t, p) for t, p in zip(truths, pieces, strict=True)]
+    print(
+        f"\n{cell_type}: alone {np.mean(alone):.4f}, mosaic in tiles {np.mean(tiled):.4f} "
+        f"(max per-image |diff| {np.max(np.abs(np.subtract(tiled, alone))):.4f}); "
+        f"9 images {t1 - t0:.1f} s, mosaic {t2 - t1:.1f} s"
+    )
+    assert abs(np.mean(tiled) - np.mean(alone)) <= 0.02
+    assert np.max(np.abs(np.subtract(tiled, alone))) <= 0.06
