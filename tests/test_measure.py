@@ -292,6 +292,11 @@ def test_cli_measure_with_a_tiny_model(tmp_path, capsys):
     assert len(images) == 2 and images.cell_type.isin(["astro", "cort", "shsy5y"]).all()
     assert len(list((out / "labels").glob("*.tif"))) == 2
     assert (out / "report.html").is_file() and (out / "timecourse.csv").is_file()
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--cell-type", "cort"]) == 0
+    assert (pd.read_csv(tmp_path / "o2" / "images.csv").cell_type == "cort").all()
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "o3"), "--cell-type", "neuron"]) == 2
+    assert "the model knows astro, cort, shsy5y" in capsys.readouterr().err
 
 
 def test_cli_skips_bad_images_and_exits_1(tmp_path, capsys):

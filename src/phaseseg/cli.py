@@ -177,6 +177,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         pixel_size=args.pixel_size,
         time_pattern=args.time_from,
         tta=args.tta,
+        cell_type=args.cell_type,
     )
     for line in summary.failed:
         print(f"phaseseg measure: skipped {line}", file=sys.stderr)
@@ -273,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="regex with named groups (?P<hours>...) or (?P<d>..)d(?P<h>..)h(?P<m>..)m and "
         "optionally (?P<well>...), searched in file names (default: LIVECell names "
         "CELLTYPE_Phase_WELL_REP_DDdHHhMMm_POS)",
+    )
+    p.add_argument(
+        "--cell-type",
+        help="use this culture type's thresholds for every image (default: predicted per "
+        "image); give it for a time series of one culture",
     )
     p.add_argument("--describe", action="store_true", help="print the output columns and exit")
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")

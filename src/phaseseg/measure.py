@@ -140,7 +140,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column(
             "cell_type",
             "-",
-            "culture type predicted by the model; it chose the post-processing thresholds",
+            "culture type whose post-processing thresholds were used: predicted by the "
+            "model per image, or given with --cell-type",
             "when a model segments the images",
         ),
         Column(
@@ -551,6 +552,7 @@ class MeasureSummary:
     n_cells: int = 0
     failed: list[str] = field(default_factory=list)  # one line per skipped image
     n_timed: int = 0  # images with a time point
+    warnings: list[str] = field(default_factory=list)  # shown in the report
     seconds: float = 0.0  # wall time of the per-image loop
     outputs: dict[str, Path] = field(default_factory=dict)  # name -> file or folder
 
@@ -606,6 +608,7 @@ def measure_images(
     pixel_size: float | None = None,
     time_pattern: str | None = None,
     tta: bool = False,
+    cell_type: str | None = None,
     n_report_overlays: int = 12,
 ) -> MeasureSummary:
     """Segment (or read labels for) images, measure every cell and write the outputs.
@@ -629,6 +632,10 @@ def measure_images(
         Regex for :func:`compile_time_pattern`; default: LIVECell file names.
     tta : bool
         Flip test-time augmentation when segmenting.
+    cell_type : str, optional
+        Culture type whose thresholds the model uses for every image (one of the model's
+        types); default: predicted per image. Give it for a time series of one culture, so
+        that all time points are post-processed alike.
     n_report_overlays : int
         Overlays shown in the report (spread over time, or over the input order).
 
@@ -654,6 +661,9 @@ def measure_images(
             raise io.PhasesegInputError(f"{p}: same image id {p.stem!r} as {seen[p.stem]}")
         seen[p.stem] = p
     label_files = find_label_files(labels) if labels is not None else None
+    if cell_type is not None and label_files is None and cell_type not in model.postprocess:
+        known = ", ".join(model.postprocess)
+        raise io.PhasesegInputError(f"--cell-type {cell_type!r}: the model knows {known}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise io.PhasesegInputError(f"{out}: exists and is not a folder")
@@ -686,7 +696,7 @@ def measure_images(
             image_id = path.stem
             try:
                 image = io.read_image(path)
-                lab, cell_type = _labels_for(image, path, model, label_files, tta)
+                lab, used_type = _labels_for(image, path, model, label_files, tta, cell_type)
             except io.PhasesegInputError as e:
                 log.error("skipped: %s", e)
                 summary.failed.append(str(e))
@@ -699,8 +709,8 @@ def measure_images(
             header = False
             row = summarize_image(lab, image_id, cells, pixel_size)
             row["file"] = str(path)
-            if cell_type is not None:
-                row["cell_type"] = cell_type
+            if used_type is not None:
+                row["cell_type"] = used_type
             if times[i] is not None:
                 row["well"], row["elapsed_h"] = times[i].well, times[i].elapsed_h
             rows.append(row)
@@ -722,6 +732,15 @@ def measure_images(
     summary.outputs.update(cells=cells_csv, labels=out / "labels", overlays=out / "overlays")
 
     images = _images_frame(rows, pixel_size)
+    if cell_type is None and "cell_type" in images.columns and images["cell_type"].nunique() > 1:
+        counts = ", ".join(f"{t} {n}" for t, n in images["cell_type"].value_counts().items())
+        message = (
+            f"the model predicted different cell types for these images ({counts}), so their "
+            "cells were post-processed with different thresholds; for one culture, give "
+            "--cell-type"
+        )
+        log.warning(message)
+        summary.warnings.append(message)
     with io.atomic_path(out / "images.csv") as tmp:
         images.to_csv(tmp, index=False)
     summary.outputs["images"] = out / "images.csv"
@@ -749,10 +768,11 @@ def _labels_for(
     model,
     label_files: dict[str, Path] | None,
     tta: bool,
+    cell_type: str | None,
 ) -> tuple[np.ndarray, str | None]:
     """Labels of one image (from the model or a label file) and the predicted cell type."""
     if label_files is None:
-        result = model.segment_full(image, tta=tta)
+        result = model.segment_full(image, tta=tta, cell_type=cell_type)
         return result.labels, result.cell_type
     if path.stem not in label_files:
         raise io.PhasesegInputError(f"{path}: no label image named {path.stem}.tif/.png")
@@ -828,6 +848,8 @@ def _report_html(
                 figure_png(_plot_thumbs(thumbs), dpi=100, palette=True),
             )
         )
+    if summary.warnings:
+        sections.insert(0, Section("Warnings", " | ".join(summary.warnings)))
     if summary.failed:
         sections.append(Section("Skipped images", " | ".join(summary.failed)))
     return render_html("phaseseg measure", sections, meta=f"{summary.n_images} images")
@@ -855,7 +877,7 @@ def _plot_distributions(dist: dict[str, list[np.ndarray]], pixel_size: float | N
         ax_n.hist(np.clip(neurite[sel], 0, bins_n[-1]), bins=bins_n, **kw)
     ax_a.set_xscale("log")
     ax_a.set_xlabel("cell area (µm²)" if pixel_size is not None else "cell area (px)")
-    ax_n.set_xlabel("neurite index (skeleton length / equivalent diameter)")
+    ax_n.set_xlabel("neurite index (skeleton length / equivalent diameter; last bin: and above)")
     for ax in (ax_a, ax_n):
         ax.set_ylabel("cells")
         ax.legend(fontsize="small")
