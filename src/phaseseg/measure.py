@@ -44,6 +44,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,9 @@ from tqdm.auto import tqdm
 
 from phaseseg import io
 from phaseseg.formats import LABEL_SUFFIXES, read_labels, write_labels
+
+if TYPE_CHECKING:
+    from phaseseg.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -603,7 +607,7 @@ def _pick(n: int, k: int) -> list[int]:
 def measure_images(
     inputs: list[str | os.PathLike],
     out_dir: str | os.PathLike,
-    model=None,
+    model: Segmenter | None = None,
     labels: list[str | os.PathLike] | None = None,
     pixel_size: float | None = None,
     time_pattern: str | None = None,
@@ -765,7 +769,7 @@ def measure_images(
 def _labels_for(
     image: np.ndarray,
     path: Path,
-    model,
+    model: Segmenter | None,
     label_files: dict[str, Path] | None,
     tta: bool,
     cell_type: str | None,
