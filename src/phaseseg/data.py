@@ -110,7 +110,7 @@ def random_crop(
 
     Returns
     -------
-    image float32 (size, size), foreground float32, distance float32 in [0, 1], weight float32.
+    image float32 (size, size), foreground, distance in [0, 1] and touching in {0, 1}, float32.
     """
     h, w = sample.image.shape
     fg = sample.targets["foreground"]
@@ -131,7 +131,7 @@ def random_crop(
         [
             fg[sl].astype(np.float32),
             sample.targets["distance"][sl].astype(np.float32) / 255.0,
-            1.0 + 2.0 * sample.targets["touching"][sl].astype(np.float32),
+            sample.targets["touching"][sl].astype(np.float32),
         ]
     )
     k = int(rng.integers(4))
