@@ -66,10 +66,14 @@ def maps_to_labels(
     orphan = ~seeded[components] & mask
     seeds[orphan] = components[orphan] + n_seeds
     labels = watershed(-distance, seeds, mask=mask)
-    if min_size > 1:
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        labels[small[labels]] = 0
-    labels, _, _ = relabel_sequential(labels)
+    labels, _, _ = relabel_sequential(remove_small(labels, min_size))
     return labels.astype(np.int32, copy=False)
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Set cells of fewer than ``min_size`` pixels to background (labels are not renumbered)."""
+    if min_size <= 1:
+        return labels
+    small = np.bincount(labels.ravel()) < min_size
+    small[0] = False
+    return np.where(small[labels], 0, labels)

@@ -31,7 +31,7 @@ from phaseseg.checkpoint import save_model
 from phaseseg.data import Sample, batch_indices, load_samples, random_crop, read_folds
 from phaseseg.metrics import image_score
 from phaseseg.model import NetConfig, build_model
-from phaseseg.postprocess import PostprocessParams, maps_to_labels
+from phaseseg.postprocess import PostprocessParams, maps_to_labels, remove_small
 from phaseseg.segmenter import pick_device, predict_maps
 
 log = logging.getLogger(__name__)
@@ -159,21 +159,12 @@ def tune_postprocess(
         ):
             labelled = [(s.labels, maps_to_labels(m[0], m[1], fg_t, seed_t, 0)) for s, m in group]
             for min_size in size_grid:
-                score = np.mean([image_score(t, _drop_small(p, min_size)) for t, p in labelled])
+                score = np.mean([image_score(t, remove_small(p, min_size)) for t, p in labelled])
                 results.append((score, PostprocessParams(fg_t, seed_t, min_size)))
         score, params = max(results, key=lambda r: r[0])
         log.info("tuned %s: %s -> %.4f", name, params, score)
         best[name] = params
     return best, score_val(samples, maps, best)
-
-
-def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    if min_size <= 1:
-        return labels
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
-    small[0] = False
-    return np.where(small[labels], 0, labels)
 
 
 def _state_path(out: Path) -> Path:
