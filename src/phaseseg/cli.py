@@ -140,6 +140,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         labels_dir=args.labels_dir,
         overlays_dir=args.overlays_dir,
         tta=args.tta,
+        cell_type=args.cell_type,
     )
     for line in summary.failed:
         print(f"phaseseg predict: skipped {line}", file=sys.stderr)
@@ -244,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-dir", metavar="DIR", help="write one label TIFF per image")
     p.add_argument("--overlays-dir", metavar="DIR", help="write one outline overlay PNG per image")
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    p.add_argument(
+        "--cell-type",
+        choices=["astro", "cort", "shsy5y"],
+        help="use this cell type's thresholds for every image (default: predicted per image)",
+    )
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_predict)
 

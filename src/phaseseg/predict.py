@@ -74,8 +74,12 @@ def iter_segmentations(
     labels_dir: Path | None = None,
     overlays_dir: Path | None = None,
     summary: PredictSummary | None = None,
+    cell_type: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Segment images one by one, yielding ``(image_id, labels)``; write per-image outputs."""
+    """Segment images one by one, yielding ``(image_id, labels)``; write per-image outputs.
+
+    ``cell_type`` fixes the thresholds' cell type (default: predicted per image).
+    """
     summary = summary if summary is not None else PredictSummary()
     for path in tqdm(paths, desc="predict", unit="img"):
         try:
@@ -84,7 +88,7 @@ def iter_segmentations(
             log.error("skipped: %s", e)
             summary.failed.append(str(e))
             continue
-        result = model.segment_full(image, tta=tta)
+        result = model.segment_full(image, tta=tta, cell_type=cell_type)
         image_id = path.stem
         summary.n_images += 1
         summary.n_cells += int(result.labels.max())
@@ -104,6 +108,7 @@ def predict_images(
     labels_dir: str | os.PathLike | None = None,
     overlays_dir: str | os.PathLike | None = None,
     tta: bool = False,
+    cell_type: str | None = None,
 ) -> PredictSummary:
     """Segment image files/folders and write the requested outputs.
 
@@ -126,6 +131,7 @@ def predict_images(
         labels_dir=Path(labels_dir) if labels_dir else None,
         overlays_dir=Path(overlays_dir) if overlays_dir else None,
         summary=summary,
+        cell_type=cell_type,
     )
     if submission is not None:
         write_submission(submission, items)

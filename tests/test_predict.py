@@ -1,0 +1,101 @@
+"""predict -> submission -> validate -> evaluate, with the bundled model on real images."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from phaseseg import io
+from phaseseg.cli import main
+from phaseseg.formats import read_labels
+from phaseseg.segmenter import BUNDLED_MODEL, load_model
+from phaseseg.submission import validate_submission
+
+
+def test_bundled_model_loads_with_its_metadata():
+    model = load_model()
+    meta = model.metadata
+    assert meta["format"] == "phaseseg-model"
+    assert set(model.postprocess) == {"astro", "cort", "shsy5y"}
+    assert meta["data"]["val_fold"] == 0
+    assert 0 < meta["scores"]["tuned"]["overall"] <= 1
+    assert BUNDLED_MODEL.stat().st_size < 20 * 2**20
+
+
+def test_predict_submission_evaluate_end_to_end(shared_data, tmp_path, capsys):
+    ids = ["0030fd0e6378", "0140b3c8f445"]  # an shsy5y and an astro image of the train set
+    images = [str(shared_data / "train" / f"{i}.png") for i in ids]
+    sub = tmp_path / "submission.csv"
+    code = main(
+        [
+            "predict",
+            *images,
+            "--submission",
+            str(sub),
+            "--labels-dir",
+            str(tmp_path / "labels"),
+            "--overlays-dir",
+            str(tmp_path / "ov"),
+        ]
+    )
+    assert code == 0
+    assert validate_submission(sub, image_ids=ids, shapes={i: (520, 704) for i in ids}) == []
+    df = io.read_submission(sub)
+    assert set(df["id"]) == set(ids)
+    for i in ids:
+        labels = read_labels(tmp_path / "labels" / f"{i}.tif")
+        assert labels.shape == (520, 704)
+        # the label TIFF and the submission describe the same cells
+        assert labels.max() == (df["id"] == i).sum()
+        overlay = np.asarray(Image.open(tmp_path / "ov" / f"{i}.png"))
+        assert overlay.shape == (520, 704, 3)
+
+    truth = io.read_train_csv(shared_data / "train.csv")
+    truth_path = tmp_path / "truth.csv"
+    truth[truth["id"].isin(ids)].to_csv(truth_path, index=False)
+    capsys.readouterr()
+    assert main(["evaluate", str(truth_path), str(sub), "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    score = float(out.split()[1])
+    assert 0.0 < score < 1.0  # a real model finds some cells, and is not perfect
+    assert "shsy5y" in out and "astro" in out
+
+
+def test_unreadable_image_is_skipped_and_the_rest_written(tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((520, 704), 128, np.uint8)).save(good)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(good.read_bytes()[:200])  # truncated PNG
+    sub = tmp_path / "out" / "submission.csv"
+    code = main(["predict", str(good), str(bad), "--submission", str(sub)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "Traceback" not in err
+    df = pd.read_csv(sub, dtype={"id": str}, keep_default_na=False)
+    assert set(df["id"]) == {"good"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "missing_dir/", "--submission", "s.csv"], "no such file"),
+        (["predict", "{tmp}", "--submission", "s.csv"], "no images found"),
+        (["predict", "{tmp}"], "nothing to write"),
+    ],
+)
+def test_predict_bad_arguments(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_same_image_id_twice_is_refused(tmp_path, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / sub / "x.png")
+    code = main(["predict", str(tmp_path / "a"), str(tmp_path / "b"), "--submission", "s.csv"])
+    assert code == 2
+    assert "same image id" in capsys.readouterr().err
