@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from phaseseg import tiling
 from phaseseg.checkpoint import load_model_file
 from phaseseg.data import normalize_image
 from phaseseg.io import CELL_TYPES, PhasesegInputError
@@ -52,24 +52,11 @@ def predict_maps(
     -------
     foreground, distance : (H, W) float32 probabilities; cell_type_probs : (n_types,) float32.
     """
-    h, w = image.shape
-    s = net.config.stride
-    x = torch.from_numpy(normalize_image(image))[None, None].to(device)
-    ph, pw = (-h) % s, (-w) % s
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    x = F.pad(x, (0, pw, 0, ph), mode=mode).contiguous(memory_format=torch.channels_last)
+    x = torch.from_numpy(normalize_image(image)).to(device)
     flips = [(), (3,), (2,), (2, 3)] if tta else [()]
-    pixel, logits = 0.0, 0.0
-    for dims in flips:
-        xi = torch.flip(x, dims) if dims else x
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            out = net(xi)
-        p = out["pixel"].float()
-        pixel = pixel + (torch.flip(p, dims) if dims else p)
-        logits = logits + out["cell_type"].float()
-    probs = torch.sigmoid(pixel / len(flips))[0, :, :h, :w].cpu().numpy()
-    type_probs = torch.softmax(logits / len(flips), dim=1)[0].cpu().numpy()
-    return probs[0], probs[1], type_probs
+    probs, logits = tiling.forward_padded(net, x, device, flips)
+    probs = probs.cpu().numpy()
+    return probs[0], probs[1], torch.softmax(logits, dim=0).cpu().numpy()
 
 
 @dataclass
@@ -109,8 +96,6 @@ class Segmenter:
         """
         if image.ndim != 2:
             raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
-        from phaseseg import tiling  # images larger than tiling.TILE_ABOVE px: seamless tiles
-
         maps = tiling.predict_maps_tiled if max(image.shape) > tiling.TILE_ABOVE else predict_maps
         fg, dist, type_probs = maps(self.net, image, self.device, tta=tta)
         names = list(self.postprocess) if len(self.postprocess) == len(type_probs) else CELL_TYPES

@@ -95,13 +95,13 @@ def _image_stats(image: np.ndarray) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def _forward_tile(
+def forward_padded(
     net: UNet, x: torch.Tensor, device: torch.device, flips: list[tuple[int, ...]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel probabilities ``(2, h, w)`` and cell-type logits ``(n_types,)`` of one tile.
 
     ``x`` is the normalised tile, float32 ``(h, w)`` on ``device``; it is padded to the
-    network's stride like :func:`phaseseg.segmenter.predict_maps` does for whole images.
+    network's stride. :func:`phaseseg.segmenter.predict_maps` runs whole images through it.
     """
     h, w = x.shape
     s = net.config.stride
@@ -189,7 +189,7 @@ def predict_maps_tiled(
         for x, win_x in zip(xs, wx, strict=True):
             crop = torch.from_numpy(image[y : y + th, x : x + tw].astype(np.float32))
             crop = ((crop - mean) / std).to(device)
-            probs, logits = _forward_tile(net, crop, device, flips)
+            probs, logits = forward_padded(net, crop, device, flips)
             weight = torch.from_numpy(np.outer(win_y, win_x)).to(device)
             probs = (probs * weight).cpu().numpy()
             foreground[y : y + th, x : x + tw] += probs[0]
