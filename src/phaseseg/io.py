@@ -468,6 +468,22 @@ def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+def find_image_set(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Like :func:`find_images`, for commands that name outputs by image id (the file stem).
+
+    Raises :class:`PhasesegInputError` when no image is found or two images share an id.
+    """
+    paths = find_images(inputs)
+    if not paths:
+        raise PhasesegInputError(f"no images found in {', '.join(map(str, inputs))}")
+    seen: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in seen:
+            raise PhasesegInputError(f"{p}: same image id {p.stem!r} as {seen[p.stem]}")
+        seen[p.stem] = p
+    return paths
+
+
 # --------------------------------------------------------------------------- atomic writes
 
 

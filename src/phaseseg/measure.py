@@ -657,14 +657,7 @@ def measure_images(
     if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
         raise io.PhasesegInputError(f"--pixel-size must be a positive number, got {pixel_size}")
     pattern = compile_time_pattern(time_pattern) if time_pattern is not None else None
-    paths = io.find_images(inputs)
-    if not paths:
-        raise io.PhasesegInputError(f"no images found in {', '.join(map(str, inputs))}")
-    seen: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in seen:
-            raise io.PhasesegInputError(f"{p}: same image id {p.stem!r} as {seen[p.stem]}")
-        seen[p.stem] = p
+    paths = io.find_image_set(inputs)
     label_files = find_label_files(labels) if labels is not None else None
     if cell_type is not None and label_files is None and cell_type not in model.postprocess:
         known = ", ".join(model.postprocess)

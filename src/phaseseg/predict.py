@@ -115,14 +115,7 @@ def predict_images(
     Image ids (submission rows, output file names) are the image file names without suffix;
     two inputs with the same id are refused up front.
     """
-    paths = io.find_images(inputs)
-    if not paths:
-        raise io.PhasesegInputError(f"no images found in {', '.join(map(str, inputs))}")
-    seen: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in seen:
-            raise io.PhasesegInputError(f"{p}: same image id {p.stem!r} as {seen[p.stem]}")
-        seen[p.stem] = p
+    paths = io.find_image_set(inputs)
     summary = PredictSummary()
     items = iter_segmentations(
         paths,
