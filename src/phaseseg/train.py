@@ -43,7 +43,7 @@ class TrainConfig:
 
     val_fold: int | None = 0
     seed: int = 0
-    steps: int = 4200
+    steps: int = 3500
     batch_size: int = 8
     crop_size: int = 256
     lr: float = 2e-3
@@ -51,11 +51,11 @@ class TrainConfig:
     warmup_steps: int = 100
     foreground_bias: float = 0.8
     type_weights: dict[str, float] = field(
-        default_factory=lambda: {"astro": 1.5, "cort": 1.0, "shsy5y": 2.0}
+        default_factory=lambda: {"astro": 1.0, "cort": 1.0, "shsy5y": 1.0}
     )
-    touching_weight: float = 4.0
+    touching_weight: float = 2.0
     type_loss_weight: float = 0.1
-    eval_every: int = 700
+    eval_every: int = 500
     checkpoint_every: int = 50
     max_val_images: int | None = None
     bf16: bool = True
@@ -102,14 +102,14 @@ def make_batch(
 def loss_fn(
     out: dict[str, torch.Tensor], targets: torch.Tensor, types: torch.Tensor, cfg: TrainConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """BCE on foreground and normalised distance, both up-weighted (``1 + touching_weight``)
-    where two cells touch; CE on the cell type."""
+    """BCE on the foreground, up-weighted (``1 + touching_weight``) where two cells touch; BCE
+    on the normalised distance; CE on the cell type."""
     pixel = out["pixel"].float()
     fg, dist, touching = targets[:, 0], targets[:, 1], targets[:, 2]
     weight = 1.0 + cfg.touching_weight * touching
     bce = F.binary_cross_entropy_with_logits
     fg_loss = (bce(pixel[:, 0], fg, reduction="none") * weight).mean()
-    dist_loss = (bce(pixel[:, 1], dist, reduction="none") * weight).mean()
+    dist_loss = bce(pixel[:, 1], dist)
     type_loss = F.cross_entropy(out["cell_type"].float(), types)
     total = fg_loss + dist_loss + cfg.type_loss_weight * type_loss
     return total, {"fg": fg_loss.item(), "dist": dist_loss.item(), "type": type_loss.item()}
@@ -306,6 +306,33 @@ def fit(
     }
     save_model(out, net.state_dict(), final)
     return final["scores"]
+
+
+def retune(model_path: str | Path, data_dir: str | Path, device: str | None = None) -> dict:
+    """Re-tune a model file's thresholds on its validation fold (e.g. after the grid changed).
+
+    The weights and everything else in the file stay as they are; ``postprocess`` and
+    ``scores["tuned"]`` are replaced. Returns the new tuned scores.
+    """
+    from phaseseg.checkpoint import load_model_file
+
+    payload = load_model_file(model_path)
+    fold = payload["data"]["val_fold"]
+    if fold is None:
+        raise io.PhasesegInputError(f"{model_path}: trained without a validation fold")
+    dev = pick_device(device)
+    net = build_model(payload["net"]).to(dev).to(memory_format=torch.channels_last)
+    net.load_state_dict(payload["state_dict"])
+    df = io.read_train_csv(Path(data_dir) / "train.csv")
+    folds = read_folds(Path(data_dir), df)
+    samples = load_samples(data_dir, [i for i, f in folds.items() if f == fold])
+    params, scores = tune_postprocess(samples, predict_val(net, samples, dev))
+    log.info("re-tuned thresholds on fold %s: %s", fold, _fmt(scores))
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    meta["postprocess"] = _as_dicts(params)
+    meta["scores"] = {**meta.get("scores", {}), "tuned": scores}
+    save_model(model_path, payload["state_dict"], meta)
+    return scores
 
 
 def _as_dicts(params: dict[str, PostprocessParams]) -> dict[str, dict]:
