@@ -11,7 +11,6 @@ merges: a prediction covering >= 2 truth cells by half their area; splits: a tru
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 from pathlib import Path
 
@@ -86,10 +85,9 @@ def main() -> None:
             )
         for t, rows in per_type.items():
             df = pd.DataFrame(rows)
-            results.append(
-                {"variant": name, "cell_type": t, "score": df["score"].mean(), **df.sum().drop("score")}
-            )
-        overall = np.mean(list(itertools.chain(*[[r["score"] for r in v] for v in per_type.values()])))
+            counts = df.sum().drop("score")
+            results.append({"variant": name, "cell_type": t, "score": df["score"].mean(), **counts})
+        overall = np.mean([r["score"] for rows in per_type.values() for r in rows])
         results.append({"variant": name, "cell_type": "overall", "score": overall})
     table = pd.DataFrame(results)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

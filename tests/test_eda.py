@@ -14,16 +14,7 @@ from phaseseg.cli import main
 from phaseseg.eda import FIGURES, collect_stats, overlay, summarize, write_eda_report
 from phaseseg.io import rle_encode
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
 SHAPE = (40, 56)  # (height, width) of the synthetic images
-
-
-@pytest.fixture(scope="module")
-def real_data() -> Path:
-    # Same behaviour as the planned conftest fixture ``shared_data``.
-    if not (SHARED / "train.csv").is_file():
-        pytest.skip("real data not found at ../shared/data/sartorius")
-    return SHARED
 
 
 def box(r0, r1, c0, c1, shape=SHAPE):
@@ -166,16 +157,16 @@ def test_cli_eda_bad_inputs_one_line(dataset, tmp_path, capsys, case, message):
     assert lines[0].startswith("phaseseg eda: error:") and message in lines[0]
 
 
-def test_real_images(real_data, tmp_path):
+def test_real_images(shared_data, tmp_path):
     # two images of each type, linked into a small data folder
-    df = pd.read_csv(real_data / "train.csv")
+    df = pd.read_csv(shared_data / "train.csv")
     ids = df.drop_duplicates("id").groupby("cell_type")["id"].head(2).tolist()
     sub = df[df["id"].isin(ids)]
     root = tmp_path / "real"
     (root / "train").mkdir(parents=True)
     sub.to_csv(root / "train.csv", index=False)
     for i in ids:
-        (root / "train" / f"{i}.png").symlink_to(real_data / "train" / f"{i}.png")
+        (root / "train" / f"{i}.png").symlink_to(shared_data / "train" / f"{i}.png")
     report = write_eda_report(root, tmp_path / "out")
     summary = pd.read_csv(tmp_path / "out" / "summary.csv", index_col=0)
     assert summary.at["all", "images"] == 6 and summary.at["all", "cells"] == len(sub)

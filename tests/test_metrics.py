@@ -20,15 +20,6 @@ from phaseseg.io import PhasesegInputError, read_train_csv
 from phaseseg.metrics import THRESHOLDS, image_score, iou_matrix, matching, score_tables
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "sartorius"
-
-
-@pytest.fixture(scope="module")
-def real_data() -> Path:
-    # Same behaviour as the planned conftest fixture ``shared_data``.
-    if not (SHARED / "train.csv").is_file():
-        pytest.skip("real data not found at ../shared/data/sartorius")
-    return SHARED
 
 
 def block(shape, *boxes):
@@ -313,8 +304,8 @@ def _load_crosscheck():
     return module
 
 
-def test_real_truth_against_itself_is_one_and_fast(real_data):
-    truth = read_train_csv(real_data / "train.csv")
+def test_real_truth_against_itself_is_one_and_fast(shared_data):
+    truth = read_train_csv(shared_data / "train.csv")
     own = truth[["id", "annotation"]].rename(columns={"annotation": "predicted"})
     t0 = time.perf_counter()
     s = score_tables(truth, own)
@@ -325,9 +316,9 @@ def test_real_truth_against_itself_is_one_and_fast(real_data):
     assert elapsed < 30, f"scoring 461 images took {elapsed:.1f} s"  # ~3 s on 2 busy cores
 
 
-def _crosscheck(real_data, n_images, seed):
+def _crosscheck(shared_data, n_images, seed):
     cc = _load_crosscheck()
-    truth = read_train_csv(real_data / "train.csv")
+    truth = read_train_csv(shared_data / "train.csv")
     ids = cc.sample_ids(truth, n_images, seed)
     truth = truth[truth["id"].isin(ids)].reset_index(drop=True)
     res = cc.crosscheck(truth, cc.make_submission(truth, seed))
@@ -336,10 +327,10 @@ def _crosscheck(real_data, n_images, seed):
     assert res["max_abs_diff"] <= 1e-6
 
 
-def test_real_agrees_with_reference_small(real_data):
-    _crosscheck(real_data, 6, seed=0)
+def test_real_agrees_with_reference_small(shared_data):
+    _crosscheck(shared_data, 6, seed=0)
 
 
 @pytest.mark.slow
-def test_real_agrees_with_reference_50_images(real_data):
-    _crosscheck(real_data, 50, seed=1)
+def test_real_agrees_with_reference_50_images(shared_data):
+    _crosscheck(shared_data, 50, seed=1)

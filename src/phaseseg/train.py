@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from phaseseg import io
-from phaseseg.checkpoint import save_model
+from phaseseg.checkpoint import load_model_file, save_model
 from phaseseg.data import Sample, batch_indices, load_samples, random_crop, read_folds
 from phaseseg.metrics import image_score
 from phaseseg.model import NetConfig, build_model
@@ -211,7 +211,7 @@ def fit(
         log.warning("no training state at %s: starting from scratch", _state_path(out))
 
     metadata = {
-        "net": build_model(cfg.net).config.to_dict(),
+        "net": net.config.to_dict(),
         "train": asdict(cfg),
         "cell_types": list(io.CELL_TYPES),
         "seed": cfg.seed,
@@ -290,8 +290,6 @@ def fit(
     if not val_samples:
         return {}
     # tune thresholds with the best weights
-    from phaseseg.checkpoint import load_model_file
-
     best = load_model_file(out)
     net.load_state_dict(best["state_dict"])
     maps = predict_val(net, val_samples, dev)
@@ -314,8 +312,6 @@ def retune(model_path: str | Path, data_dir: str | Path, device: str | None = No
     The weights and everything else in the file stay as they are; ``postprocess`` and
     ``scores["tuned"]`` are replaced. Returns the new tuned scores.
     """
-    from phaseseg.checkpoint import load_model_file
-
     payload = load_model_file(model_path)
     fold = payload["data"]["val_fold"]
     if fold is None:
