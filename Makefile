@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 	$(BIN)/phaseseg predict samples/ --submission demo_out/submission.csv \
 		--labels-dir demo_out/labels --overlays-dir demo_out/overlays
 	@echo "Overlays written to demo_out/overlays/ (open the PNGs)"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/score_fold0.py --json benchmarks/results/fold0_bundled.json
+	$(BIN)/python benchmarks/score_fold0.py --tta --json benchmarks/results/fold0_bundled_tta.json
+	$(BIN)/python benchmarks/predict_speed.py
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info src/*.egg-info
