@@ -105,3 +105,10 @@ def test_train_cli_bad_inputs(tmp_path, capsys):
         main(["train", str(tmp_path), "--out", "m.pt", "--config", str(tmp_path / "cfg.json")]) == 2
     )
     assert "unknown training option" in capsys.readouterr().err
+
+
+def test_train_cli_bad_fold_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "data", "--out", "m.pt", "--val-fold", "abc"])
+    assert exit_info.value.code == 2
+    assert "fold number or 'none'" in capsys.readouterr().err

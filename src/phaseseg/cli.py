@@ -98,6 +98,16 @@ def _cmd_eda(args: argparse.Namespace) -> int:
 _TRAIN_FLAGS = ("steps", "batch_size", "crop_size", "lr", "seed", "eval_every")
 
 
+def _fold(text: str) -> int | str:
+    if text.lower() == "none":
+        return "none"
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"expected a fold number or 'none', got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
@@ -108,7 +118,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
     if args.val_fold is not None:
-        overrides["val_fold"] = None if args.val_fold.lower() == "none" else int(args.val_fold)
+        overrides["val_fold"] = None if args.val_fold == "none" else args.val_fold
     cfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
     out = Path(args.out)
     with atomic_path(out.with_name(out.stem + ".config.json")) as tmp:
@@ -226,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a segmentation model")
     p.add_argument("data_dir", help="folder with train.csv, train/*.png (and folds.csv)")
     p.add_argument("--out", required=True, help="output model file (.pt)")
-    p.add_argument("--val-fold", help="fold held out for validation and tuning (default 0; 'none')")
+    p.add_argument(
+        "--val-fold",
+        type=_fold,
+        help="fold held out for validation and tuning (default 0; 'none' trains on everything)",
+    )
     p.add_argument("--config", help="JSON file of training options (flags override it)")
     p.add_argument("--steps", type=int, help="optimisation steps (default 3500)")
     p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
