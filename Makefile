@@ -32,3 +32,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info src/*.egg-info
+
+bench-peers: $(STAMP)
+	$(BIN)/python benchmarks/peers/run.py

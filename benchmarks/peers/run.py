@@ -1,0 +1,196 @@
+"""Side-by-side benchmark of phaseseg and its peers on fold 0 of the shared Sartorius data.
+
+    .venv/bin/python benchmarks/peers/run.py [--quick] [--out DIR]
+
+Every runnable row runs in its own subprocess, so that its peak memory (``ru_maxrss``) is its
+own: the phaseseg bundled model (predicts fold 0 with the cell type it predicts itself; it is
+not retrained here, so its training wall-clock is the recorded one or "n/a") and the classical
+floor of ``classical.py``. Peers that cannot run in this environment get a row saying why.
+Writes ``results.md`` (one table: overall and per-cell-type competition score, median seconds
+per image, training wall-clock, peak memory, notes), ``results.png`` (bar plot) and
+``results.json`` into ``--out``.
+
+``--quick`` scores 2 images per cell type with a tiny tuning grid, in well under a minute; its
+outputs are marked "QUICK MODE — not a benchmark" and must go to a scratch ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import classical
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CELL_TYPES = classical.CELL_TYPES
+QUICK_BANNER = "QUICK MODE — not a benchmark"
+log = logging.getLogger(__name__)
+
+NOT_RUN: list[dict] = [
+    {
+        "method": "Cellpose 3",
+        "notes": "not run: needs its own venv and a multi-hour equal-budget training run "
+        "on folds 1-4",
+    },
+    {
+        "method": "Cellpose 4 (Cellpose-SAM)",
+        "notes": "not run: needs downloaded SAM weights; cannot run here (no network)",
+    },
+    {
+        "method": "torchvision Mask R-CNN",
+        "notes": "not run: needs a GPU session to train on folds 1-4",
+    },
+]
+
+
+def phaseseg_row(data: Path, quick: bool, fold: int = 0) -> dict:
+    """Score the bundled phaseseg model on ``fold`` (2 images per type when ``quick``)."""
+    from phaseseg import io
+    from phaseseg.metrics import image_score
+    from phaseseg.segmenter import load_model
+
+    folds, truth = classical.load_split(data, fold)
+    model = load_model()
+    scores: dict[str, list[float]] = {t: [] for t in CELL_TYPES}
+    seconds: list[float] = []
+    type_hits = 0
+    for image_id, cell_type in classical.sample_ids(folds, {fold}, 2 if quick else None):
+        image = io.read_image(data / "train" / f"{image_id}.png")
+        t0 = time.perf_counter()
+        seg = model.segment_full(image)
+        seconds.append(time.perf_counter() - t0)
+        type_hits += seg.cell_type == cell_type
+        scores[cell_type].append(image_score(io.annotations_to_labels(truth[image_id]), seg.labels))
+    n = sum(len(v) for v in scores.values())
+    train_s = model.metadata.get("train_seconds")  # as recorded in the model file
+    return {
+        "method": "phaseseg (bundled model)",
+        "quick": quick,
+        "images": n,
+        "overall": float(np.mean([s for v in scores.values() for s in v])),
+        "per_cell_type": {t: float(np.mean(v)) for t, v in scores.items() if v},
+        "median_seconds_per_image": statistics.median(seconds),
+        "training_seconds": float(train_s) if train_s else None,
+        "peak_memory_mib": classical.peak_memory_mib(),
+        "notes": f"not retrained (training time from the model file); device {model.device}; "
+        "predicted cell type "
+        f"{type_hits}/{n} right",
+    }
+
+
+def run_row(args: list[str], json_path: Path) -> dict:
+    """Run one row in a subprocess (``args`` after the interpreter) and read its JSON record."""
+    cmd = [sys.executable, *args, "--json", str(json_path)]
+    log.info("running %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(json_path.read_text())
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def write_table(rows: list[dict], path: Path, quick: bool, machine: str) -> None:
+    """Write the Markdown results table of ``rows`` to ``path``."""
+    head = "| method | overall | astro | cort | shsy5y | median s/image | training wall-clock "
+    head += "| peak memory (MiB) | notes |"
+    lines = []
+    if quick:
+        lines += [f"# {QUICK_BANNER}", "", f"**{QUICK_BANNER}**: 2 images per cell type.", ""]
+    else:
+        lines += ["# Peers benchmark: fold 0 of the Sartorius training set", ""]
+    lines += [
+        "Competition metric (mean over images of mean precision at IoU 0.50-0.95), train on "
+        "folds 1-4, score fold 0. Regenerate with `make bench-peers`.",
+        "",
+        f"Machine: {machine}",
+        "",
+        head,
+        "|" + "---|" * 9,
+    ]
+    for r in rows:
+        per = r.get("per_cell_type", {})
+        train = r.get("training_seconds")
+        cells = [
+            r["method"],
+            _fmt(r.get("overall"), ".3f"),
+            *(_fmt(per.get(t), ".3f") for t in CELL_TYPES),
+            _fmt(r.get("median_seconds_per_image"), ".3f"),
+            "–" if train is None else f"{train / 60:.1f} min",
+            _fmt(r.get("peak_memory_mib"), ".0f"),
+            r.get("notes", ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plot(rows: list[dict], path: Path, quick: bool) -> None:
+    """Bar plot of overall and per-cell-type scores of the rows that ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ran = [r for r in rows if r.get("overall") is not None]
+    groups = ["overall", *CELL_TYPES]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(len(ran), 1)
+    for k, r in enumerate(ran):
+        vals = [r["overall"], *(r["per_cell_type"].get(t, np.nan) for t in CELL_TYPES)]
+        ax.bar(np.arange(len(groups)) + k * width, vals, width, label=r["method"])
+    ax.set_xticks(np.arange(len(groups)) + width * (len(ran) - 1) / 2, groups)
+    ax.set_ylabel("competition score (fold 0)")
+    ax.set_title(QUICK_BANNER if quick else "phaseseg vs peers, fold 0")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=classical.DATA)
+    ap.add_argument("--quick", action="store_true", help="2 images per type; scratch output")
+    ap.add_argument("--out", type=Path, help="output folder (default: benchmarks/peers/)")
+    ap.add_argument("--row", choices=["phaseseg"], help=argparse.SUPPRESS)
+    ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    if args.row == "phaseseg":  # child process: one row, own peak memory
+        args.json.write_text(json.dumps(phaseseg_row(args.data, args.quick), indent=2) + "\n")
+        return
+    if args.out is None:
+        if args.quick:
+            ap.error("--quick needs --out (quick results are not a benchmark)")
+        args.out = HERE
+    args.out.mkdir(parents=True, exist_ok=True)
+    quick = ["--quick"] if args.quick else []
+    common = ["--data", str(args.data), *quick]
+    rows = [
+        run_row([str(HERE / "run.py"), "--row", "phaseseg", *common], args.out / "_ps.json"),
+        run_row([str(HERE / "classical.py"), *common], args.out / "_classical.json"),
+        *NOT_RUN,
+    ]
+    for tmp in ("_ps.json", "_classical.json"):
+        (args.out / tmp).unlink()
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    machine += f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    write_table(rows, args.out / "results.md", args.quick, machine)
+    write_plot(rows, args.out / "results.png", args.quick)
+    (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print((args.out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

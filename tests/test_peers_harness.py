@@ -1,0 +1,37 @@
+"""Integration test of the peers benchmark harness (``benchmarks/peers/run.py --quick``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "peers" / "run.py"
+ROWS = (
+    "phaseseg (bundled model)",
+    "classical (skimage)",
+    "Cellpose 3",
+    "Cellpose 4 (Cellpose-SAM)",
+    "torchvision Mask R-CNN",
+)
+
+
+def test_quick_harness_writes_table_and_plot(shared_data: Path, tmp_path: Path) -> None:
+    """Quick mode writes a table marked as quick, with every row, and a PNG plot."""
+    subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--data", str(shared_data), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    table = (tmp_path / "results.md").read_text()
+    assert "QUICK MODE — not a benchmark" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows[1:]] == list(ROWS)
+    for row in rows[1:3]:
+        overall = float(row.split(" | ")[1])
+        assert 0.0 <= overall <= 1.0
+    for row in rows[3:]:
+        assert "not run:" in row
+    png = (tmp_path / "results.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
