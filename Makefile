@@ -35,3 +35,4 @@ clean:
 
 bench-peers: $(STAMP)
 	$(BIN)/python benchmarks/peers/run.py
+.PHONY: bench-peers

@@ -99,6 +99,12 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def write_table(rows: list[dict], path: Path, quick: bool, machine: str) -> None:
     """Write the Markdown results table of ``rows`` to ``path``."""
     head = "| method | overall | astro | cort | shsy5y | median s/image | training wall-clock "
@@ -125,7 +131,7 @@ def write_table(rows: list[dict], path: Path, quick: bool, machine: str) -> None
             _fmt(r.get("overall"), ".3f"),
             *(_fmt(per.get(t), ".3f") for t in CELL_TYPES),
             _fmt(r.get("median_seconds_per_image"), ".3f"),
-            "–" if train is None else f"{train / 60:.1f} min",
+            _fmt_duration(train),
             _fmt(r.get("peak_memory_mib"), ".0f"),
             r.get("notes", ""),
         ]
