@@ -81,7 +81,9 @@ def phaseseg_row(data: Path, quick: bool, fold: int = 0) -> dict:
         "median_seconds_per_image": statistics.median(seconds),
         "training_seconds": float(train_s) if train_s else None,
         "peak_memory_mib": classical.peak_memory_mib(),
-        "notes": f"not retrained (training time from the model file); device {model.device}; "
+        "notes": "not retrained (training time from the model file); its post-processing "
+        "thresholds were tuned on fold 0 (optimistic, see BENCHMARKS.md); "
+        f"device {model.device}; "
         "predicted cell type "
         f"{type_hits}/{n} right",
     }
