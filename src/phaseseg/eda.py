@@ -28,7 +28,14 @@ from matplotlib.ticker import PercentFormatter
 from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
-from phaseseg.io import PhasesegInputError, atomic_path, read_image, read_train_csv, rle_runs
+from phaseseg.io import (
+    PhasesegInputError,
+    atomic_path,
+    read_image,
+    read_train_csv,
+    rle_runs,
+    run_indices,
+)
 from phaseseg.report import Section, figure_png, new_figure, render_html
 
 log = logging.getLogger(__name__)
@@ -98,8 +105,7 @@ def _cell_pixels(rles: list[str], shape: tuple[int, int]) -> tuple[np.ndarray, .
     lengths = np.concatenate([lg for _, lg in runs]) if runs else np.zeros(0, np.int64)
     starts = np.concatenate([s for s, _ in runs]) if runs else np.zeros(0, np.int64)
     area = np.array([lg.sum() for _, lg in runs], dtype=np.int64)
-    run_first = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    pix = np.repeat(starts - run_first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+    pix = run_indices(starts, lengths)
     inst = np.repeat(np.arange(len(runs), dtype=np.int64), area)
     return inst, pix, area
 

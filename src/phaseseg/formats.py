@@ -25,10 +25,10 @@ from scipy import ndimage
 from phaseseg.io import (
     TIFF_SUFFIXES,
     PhasesegInputError,
-    _run_indices,
     atomic_path,
     check_labels,
     label_runs,
+    run_indices,
 )
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def _segmentation_pixels(seg: Any, shape: tuple[int, int]) -> tuple[np.ndarray, 
     if isinstance(seg, dict):
         h, _, counts = _coco_rle_runs(seg, shape)
         ends = np.cumsum(counts)
-        flat = _run_indices(ends[0::2][: len(counts) // 2], counts[1::2])  # runs of 1s
+        flat = run_indices(ends[0::2][: len(counts) // 2], counts[1::2])  # runs of 1s
         return flat % h, flat // h  # column-major
     if not isinstance(seg, list):
         raise PhasesegInputError(f"segmentation must be polygons or RLE, got {type(seg).__name__}")

@@ -135,7 +135,7 @@ def rle_runs(rle: str, shape: tuple[int, int] = IMAGE_SHAPE) -> tuple[np.ndarray
     return starts, lengths
 
 
-def _run_indices(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def run_indices(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Flat pixel indices covered by runs (vectorised ``np.concatenate(aranges)``)."""
     total = int(lengths.sum())
     if total == 0:
@@ -148,7 +148,7 @@ def rle_decode(rle: str, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
     """Decode a Kaggle run-length string into a bool ``(H, W)`` mask."""
     starts, lengths = rle_runs(rle, shape)
     flat = np.zeros(shape[0] * shape[1], dtype=bool)
-    flat[_run_indices(starts, lengths)] = True
+    flat[run_indices(starts, lengths)] = True
     return flat.reshape(shape)
 
 
@@ -203,7 +203,7 @@ def rles_to_labels(rles: list[str], shape: tuple[int, int] = IMAGE_SHAPE) -> np.
     no_label = np.iinfo(np.int32).max
     flat = np.full(shape[0] * shape[1], no_label, dtype=np.int32)
     owner = np.repeat((row + 1).astype(np.int32), lengths)
-    np.minimum.at(flat, _run_indices(starts, lengths), owner)  # earliest instance wins
+    np.minimum.at(flat, run_indices(starts, lengths), owner)  # earliest instance wins
     flat[flat == no_label] = 0
     return flat.reshape(shape)
 

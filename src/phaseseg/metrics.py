@@ -59,7 +59,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
-from phaseseg.io import PhasesegInputError, rle_runs
+from phaseseg.io import PhasesegInputError, rle_runs, run_indices
 
 log = logging.getLogger(__name__)
 
@@ -360,9 +360,7 @@ def _rle_pixels(
     area = np.array([lg.sum() for lg in lengths_all], dtype=np.int64)
     starts = np.concatenate(starts_all)
     lengths = np.concatenate(lengths_all)
-    total = int(lengths.sum())
-    run_first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    pix = np.repeat(starts - run_first, lengths) + np.arange(total, dtype=np.int64)
+    pix = run_indices(starts, lengths)
     inst = np.repeat(np.arange(len(area), dtype=np.int64), area)
     return inst, pix, area
 

@@ -19,11 +19,11 @@ import numpy as np
 from phaseseg.io import (
     IMAGE_SHAPE,
     PhasesegInputError,
-    _run_indices,
     atomic_path,
     check_labels,
     labels_to_rles,
     rle_runs,
+    run_indices,
 )
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def _overlaps(
     for line, runs in rows:
         if runs is None or not len(runs[0]):
             continue
-        pixels = _run_indices(*runs)
+        pixels = run_indices(*runs)
         taken = owner[pixels]
         hit = taken > 0
         if hit.any():
