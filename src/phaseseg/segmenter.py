@@ -98,7 +98,7 @@ class Segmenter:
             raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
         maps = tiling.predict_maps_tiled if max(image.shape) > tiling.TILE_ABOVE else predict_maps
         fg, dist, type_probs = maps(self.net, image, self.device, tta=tta)
-        names = list(self.postprocess) if len(self.postprocess) == len(type_probs) else CELL_TYPES
+        names = self.metadata.get("cell_types", CELL_TYPES)  # the type head's class order
         if cell_type is None:
             cell_type = names[int(np.argmax(type_probs))]
         elif cell_type not in self.postprocess:
