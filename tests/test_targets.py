@@ -43,3 +43,13 @@ def test_make_targets_types():
     assert all(v.dtype == np.uint8 for v in t.values())
     assert t["distance"].max() == 255
     assert t["foreground"].sum() == 16
+
+
+def test_random_crop_of_an_image_whose_only_cell_is_off_the_sampling_grid():
+    from phaseseg.data import Sample, random_crop
+
+    labels = np.zeros((64, 64), dtype=np.int32)
+    labels[1, 1] = 1  # a 1-px cell the 4-px foreground grid does not see
+    sample = Sample("x", 0, np.full((64, 64), 100, np.uint8), labels, make_targets(labels))
+    image, fg, dist, touching = random_crop(sample, 32, np.random.default_rng(0), 1.0)
+    assert image.shape == fg.shape == dist.shape == touching.shape == (32, 32)

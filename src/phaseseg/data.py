@@ -114,8 +114,10 @@ def random_crop(
     """
     h, w = sample.image.shape
     fg = sample.targets["foreground"]
-    if rng.random() < foreground_bias and fg.any():
-        ys, xs = np.nonzero(fg[::4, ::4])
+    ys = xs = np.zeros(0, dtype=np.intp)
+    if rng.random() < foreground_bias:
+        ys, xs = np.nonzero(fg[::4, ::4])  # cell pixels on a 4-px grid (may miss tiny cells)
+    if len(ys):
         k = rng.integers(len(ys))
         cy, cx = ys[k] * 4 + rng.integers(-size // 4, size // 4 + 1), xs[k] * 4
         cx += rng.integers(-size // 4, size // 4 + 1)
