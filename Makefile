@@ -33,6 +33,18 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info src/*.egg-info
 
-bench-peers: $(STAMP)
+CP_VENV := benchmarks/peers/.cp3venv
+
+# Cellpose 3 in a venv of its own, so that the project's dependencies stay clean
+$(CP_VENV)/.installed:
+	$(PY) -m venv $(CP_VENV)
+	$(CP_VENV)/bin/pip install --quiet --upgrade pip
+	$(CP_VENV)/bin/pip install --quiet torch==2.13.0 cellpose==3.1.1.3
+	touch $@
+
+cellpose-venv: $(CP_VENV)/.installed
+.PHONY: cellpose-venv
+
+bench-peers: $(STAMP) $(CP_VENV)/.installed
 	$(BIN)/python benchmarks/peers/run.py
 .PHONY: bench-peers

@@ -58,6 +58,26 @@ def test_training_is_reproducible(dataset, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_init_starts_from_a_model_files_weights(dataset, tmp_path):
+    """Fine-tuning starts from the given weights (lr 0 keeps them; batch-norm statistics still
+    move), takes their architecture and records where they came from."""
+    fit(dataset, tmp_path / "a.pt", tiny_config(steps=3, eval_every=3), device="cpu")
+    other_net = {**TINY_NET, "channels": [4, 8]}
+    cfg = tiny_config(steps=2, eval_every=2, lr=0.0, init=str(tmp_path / "a.pt"), net=other_net)
+    fit(dataset, tmp_path / "b.pt", cfg, device="cpu")
+    a, b = (load_model_file(tmp_path / n) for n in ("a.pt", "b.pt"))
+    assert b["net"] == a["net"] and b["train"]["net"] == a["net"]
+    weights = [k for k in a["state_dict"] if "running_" not in k and "num_batches" not in k]
+    assert len(weights) > 10
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in weights)
+    assert b["init"]["path"] == str(tmp_path / "a.pt") and b["init"]["train"]["steps"] == 3
+
+
+def test_init_from_a_missing_file_is_a_clear_error(dataset, tmp_path, capsys):
+    code = main(["train", str(dataset), "--out", str(tmp_path / "m.pt"), "--init", "nope.pt"])
+    assert code != 0 and "nope.pt" in capsys.readouterr().err
+
+
 def test_resume_after_kill_9(dataset, tmp_path):
     out = tmp_path / "m.pt"
     args = [

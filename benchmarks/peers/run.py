@@ -35,12 +35,12 @@ CELL_TYPES = classical.CELL_TYPES
 QUICK_BANNER = "QUICK MODE — not a benchmark"
 log = logging.getLogger(__name__)
 
+CP_PYTHON = HERE / ".cp3venv" / "bin" / "python"  # made by `make cellpose-venv`
+CELLPOSE_NOT_RUN = {
+    "method": "Cellpose 3",
+    "notes": f"not run: its venv {CP_PYTHON} is missing (`make cellpose-venv`)",
+}
 NOT_RUN: list[dict] = [
-    {
-        "method": "Cellpose 3",
-        "notes": "not run: needs its own venv and a multi-hour equal-budget training run "
-        "on folds 1-4",
-    },
     {
         "method": "Cellpose 4 (Cellpose-SAM)",
         "notes": "not run: needs downloaded SAM weights; cannot run here (no network)",
@@ -86,6 +86,104 @@ def phaseseg_row(data: Path, quick: bool, fold: int = 0) -> dict:
         f"device {model.device}; "
         "predicted cell type "
         f"{type_hits}/{n} right",
+    }
+
+
+def prepare_cellpose_data(data: Path, prep: Path, quick: bool, fold: int = 0) -> list[str]:
+    """Write Cellpose's inputs into ``prep``; return the ids of ``fold`` (the scored images).
+
+    ``prep/train`` gets the images of the other folds with ``<id>_masks.tif`` label images
+    painted from train.csv (overlapping pixels go to one cell, as for phaseseg's training);
+    ``prep/val`` gets the images of ``fold``. Quick mode takes 2 images per type of each.
+    """
+    from phaseseg import io
+    from phaseseg.formats import write_labels
+
+    folds, truth = classical.load_split(data, fold)
+    others = set(folds["fold"].unique()) - {fold}
+    for sub in ("train", "val"):
+        (prep / sub).mkdir(parents=True, exist_ok=True)
+    for image_id, _ in classical.sample_ids(folds, others, 2 if quick else None):
+        _link(data / "train" / f"{image_id}.png", prep / "train" / f"{image_id}.png")
+        masks = prep / "train" / f"{image_id}_masks.tif"
+        if not masks.exists():
+            write_labels(masks, io.annotations_to_labels(truth[image_id]))
+    val = classical.sample_ids(folds, {fold}, 2 if quick else None)
+    for image_id, _ in val:
+        _link(data / "train" / f"{image_id}.png", prep / "val" / f"{image_id}.png")
+    return [i for i, _ in val]
+
+
+def _link(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        dst.symlink_to(src.resolve())
+
+
+def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None) -> dict:
+    """Train Cellpose 3 on folds 1-4 in its own venv (same budget as phaseseg), score fold 0.
+
+    ``model``: an already trained Cellpose model (its ``train.json`` record beside it) to
+    skip the training run.
+    """
+    from phaseseg import io
+    from phaseseg.formats import read_labels
+    from phaseseg.metrics import image_score
+    from phaseseg.segmenter import load_model
+
+    if not CP_PYTHON.exists():
+        return CELLPOSE_NOT_RUN
+    prep = work / "prep"
+    val_ids = prepare_cellpose_data(data, prep, quick)
+    script = str(HERE / "cellpose3.py")
+    train_limit = ["--max-images", "6"] if quick else []
+    predict_limit = ["--max-images", "2"] if quick else []
+    train_json = model.parent.parent / "train.json" if model else work / "train.json"
+    if model is None:
+        budget = 1.0 if quick else float(load_model().metadata["train_seconds"])
+        cmd = [str(CP_PYTHON), script, "train", str(prep), "--budget-s", str(budget)]
+        cmd += ["--out", str(work), "--json", str(train_json), *train_limit]
+        log.info("running %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+    trained = json.loads(train_json.read_text())
+    labels_dir = work / "labels"
+    cmd = [
+        str(CP_PYTHON),
+        script,
+        "predict",
+        trained["model"],
+        str(prep),
+        "--out",
+        str(labels_dir),
+        "--json",
+        str(work / "predict.json"),
+        *predict_limit,
+    ]
+    log.info("running %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    predicted = json.loads((work / "predict.json").read_text())
+
+    folds, truth = classical.load_split(data)
+    types = folds.set_index("id")["cell_type"]
+    scores: dict[str, list[float]] = {t: [] for t in CELL_TYPES}
+    for path in sorted(labels_dir.glob("*.tif")):
+        if path.stem in val_ids:
+            true = io.annotations_to_labels(truth[path.stem])
+            scores[types[path.stem]].append(image_score(true, read_labels(path)))
+    all_scores = [s for v in scores.values() for s in v]
+    return {
+        "method": "Cellpose 3",
+        "quick": quick,
+        "images": len(all_scores),
+        "overall": float(np.mean(all_scores)),
+        "per_cell_type": {t: float(np.mean(v)) for t, v in scores.items() if v},
+        "median_seconds_per_image": predicted["median_seconds_per_image"],
+        "training_seconds": trained["training_seconds"],
+        "peak_memory_mib": max(trained["peak_memory_mib"], predicted["peak_memory_mib"]),
+        "notes": f"cellpose {trained['cellpose_version']} in its own venv, from scratch; "
+        f"train_seg defaults, {trained['n_epochs']} epochs to fill the "
+        f"{trained['budget_seconds']:.0f} s budget of phaseseg's recipe "
+        f"(+{trained['flow_seconds']:.0f} s computing flows); eval defaults, diameter = "
+        f"training mean {predicted['diam_labels']:.1f} px",
     }
 
 
@@ -170,6 +268,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=classical.DATA)
     ap.add_argument("--quick", action="store_true", help="2 images per type; scratch output")
     ap.add_argument("--out", type=Path, help="output folder (default: benchmarks/peers/)")
+    ap.add_argument(
+        "--cellpose-model", type=Path, help="an already trained Cellpose model (skip training)"
+    )
     ap.add_argument("--row", choices=["phaseseg"], help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -188,6 +289,7 @@ def main() -> None:
     rows = [
         run_row([str(HERE / "run.py"), "--row", "phaseseg", *common], args.out / "_ps.json"),
         run_row([str(HERE / "classical.py"), *common], args.out / "_classical.json"),
+        cellpose_row(args.data, args.out / "cellpose3", args.quick, args.cellpose_model),
         *NOT_RUN,
     ]
     for tmp in ("_ps.json", "_classical.json"):

@@ -95,7 +95,7 @@ def _cmd_eda(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_FLAGS = ("steps", "batch_size", "crop_size", "lr", "seed", "eval_every")
+_TRAIN_FLAGS = ("steps", "batch_size", "crop_size", "lr", "seed", "eval_every", "init")
 
 
 def _fold(text: str) -> int | str:
@@ -248,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 500)")
+    p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_train)

@@ -7,7 +7,9 @@
   validation fold and stored in the model file;
 * every ``checkpoint_every`` steps (and on Ctrl-C) a training state ``<out>.state.pt`` is
   written atomically; ``resume=True`` continues from it (also after ``kill -9``) — batches are
-  drawn from ``default_rng([seed, step])``, so a resumed run sees the same data.
+  drawn from ``default_rng([seed, step])``, so a resumed run sees the same data;
+* ``init`` starts from a model file's weights (fine-tuning, e.g. the bundled model on your own
+  annotations); the file records what those weights were trained on.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from phaseseg.data import Sample, batch_indices, load_samples, random_crop, read
 from phaseseg.metrics import image_score
 from phaseseg.model import NetConfig, build_model
 from phaseseg.postprocess import PostprocessParams, maps_to_labels, remove_small
-from phaseseg.segmenter import pick_device, predict_maps
+from phaseseg.segmenter import BUNDLED_MODEL, pick_device, predict_maps
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class TrainConfig:
     max_val_images: int | None = None
     bf16: bool = True
     net: dict[str, Any] = field(default_factory=lambda: NetConfig().to_dict())
+    init: str | None = None  # start from this model file's weights ("bundled": the default)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -196,7 +199,15 @@ def fit(
     train_samples = load_samples(data_dir, train_ids, cache_dir=cache)
     val_samples = load_samples(data_dir, val_ids, cache_dir=cache) if val_ids else []
 
-    net = build_model(cfg.net).to(dev).to(memory_format=torch.channels_last)
+    init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
+    init = load_model_file(init_path) if init_path else None
+    if init is not None and init["net"] != cfg.net:
+        log.info("using the architecture of %s: %s", init_path, init["net"])
+        cfg.net = dict(init["net"])
+    net = build_model(cfg.net)
+    if init is not None:
+        net.load_state_dict(init["state_dict"])
+    net = net.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     state = {"step": 0, "best_score": -1.0, "history": [], "elapsed_s": 0.0}
@@ -222,6 +233,11 @@ def fit(
             "val_images": len(val_ids),
         },
     }
+    if init is not None:  # provenance: what the starting weights were trained on, and how long
+        metadata["init"] = {
+            "path": str(init_path),
+            **{k: init[k] for k in ("train", "data", "train_seconds", "init") if k in init},
+        }
 
     def save_state() -> None:
         with io.atomic_path(_state_path(out)) as tmp:
