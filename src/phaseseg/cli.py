@@ -165,6 +165,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _cmd_make_dataset(args: argparse.Namespace) -> int:
+    from phaseseg.dataset import build_dataset, coco_label_images, pair_label_images
+
+    if bool(args.labels) == bool(args.coco):
+        raise PhasesegInputError("give --labels DIR or --coco FILE (one of them)")
+    if args.coco:
+        if len(args.images) != 1 or not Path(args.images[0]).is_dir():
+            raise PhasesegInputError("with --coco, IMAGES is the one folder holding its images")
+        items = coco_label_images(args.coco, args.images[0])
+    else:
+        items = pair_label_images(args.images, args.labels)
+    folds = build_dataset(items, args.out, args.cell_type, n_folds=args.folds)
+    print(f"{len(folds)} images written to {args.out} ({args.folds} folds)")
+    print(f"train with: phaseseg train {args.out} --out MODEL.pt --init bundled")
+    return 0
+
+
 def _cmd_measure(args: argparse.Namespace) -> int:
     from phaseseg.measure import describe_columns, measure_images
 
@@ -252,6 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "make-dataset", help="turn your images and label images (or COCO) into a training folder"
+    )
+    p.add_argument("images", nargs="+", help="image files or folders (with --coco: one folder)")
+    p.add_argument("--labels", help="folder of label images named like the images")
+    p.add_argument("--coco", help="COCO/LIVECell instance JSON file instead of label images")
+    p.add_argument(
+        "--cell-type", required=True, choices=["astro", "cort", "shsy5y"], help="the culture"
+    )
+    p.add_argument("--out", required=True, help="new folder: train/, train.csv, folds.csv")
+    p.add_argument("--folds", type=int, default=5, help="folds in folds.csv (default 5)")
+    p.set_defaults(func=_cmd_make_dataset)
 
     p = sub.add_parser("predict", help="segment images; write a submission, label TIFFs, overlays")
     p.add_argument("images", nargs="+", help="image files or folders")

@@ -198,6 +198,13 @@ def fit(
     log.info("device %s, %d training and %d validation images", dev, len(train_ids), len(val_ids))
     train_samples = load_samples(data_dir, train_ids, cache_dir=cache)
     val_samples = load_samples(data_dir, val_ids, cache_dir=cache) if val_ids else []
+    for s in train_samples:
+        if min(s.image.shape) < cfg.crop_size:
+            raise io.PhasesegInputError(
+                f"{data_dir / 'train' / s.image_id}.png: {s.image.shape[1]}x{s.image.shape[0]} is "
+                f"smaller than the {cfg.crop_size}-px training crop; use --crop-size "
+                f"{min(s.image.shape) // 32 * 32} or larger images"
+            )
 
     init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
     init = load_model_file(init_path) if init_path else None

@@ -1,0 +1,152 @@
+"""Your own annotations -> a training folder that ``phaseseg train`` reads.
+
+>>> from phaseseg.dataset import pair_label_images, build_dataset
+>>> pairs = pair_label_images(["images/"], "masks/")        # [(image path, label path), ...]
+>>> build_dataset(pairs, "my_data", cell_type="shsy5y")      # doctest: +SKIP
+
+The folder gets ``train/<id>.png`` (8-bit grayscale), ``train.csv`` (Kaggle format: one row per
+cell, ``id,annotation,width,height,cell_type``) and ``folds.csv`` (``id,cell_type,fold``, images
+dealt round-robin into ``n_folds`` folds in name order, so ``--val-fold 0`` holds out about one
+in ``n_folds``). It is written into a temporary folder and renamed at the end: an interrupted
+run leaves no half-written data set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from phaseseg import io
+from phaseseg.formats import iter_coco, read_labels
+
+log = logging.getLogger(__name__)
+
+LABEL_SUFFIXES = ("", "_masks", "_labels", "_label", "_mask")  # Cellpose, napari, Fiji habits
+LABEL_EXTENSIONS = (".tif", ".tiff", ".png")
+
+
+def pair_label_images(
+    images: list[str | os.PathLike], labels_dir: str | os.PathLike
+) -> list[tuple[Path, Path]]:
+    """Match every image to its label image in ``labels_dir``.
+
+    For ``images/a.png`` the label image is ``labels_dir/a{,_masks,_labels,_label,_mask}`` with
+    extension ``.tif``, ``.tiff`` or ``.png`` (the first that exists). Raises
+    :class:`PhasesegInputError` naming the image when none exists.
+    """
+    labels_dir = Path(labels_dir)
+    if not labels_dir.is_dir():
+        raise io.PhasesegInputError(f"{labels_dir}: no such folder")
+    paths = io.find_image_set(images)
+    stems = {p.stem for p in paths}
+    is_label = {  # Cellpose's habit: a.png and a_masks.tif side by side in one folder
+        p.stem
+        for p in paths
+        for suffix in LABEL_SUFFIXES[1:]
+        if p.stem.removesuffix(suffix) in stems and p.stem.endswith(suffix)
+    }
+    pairs = []
+    for image in (p for p in paths if p.stem not in is_label):
+        candidates = [
+            labels_dir / f"{image.stem}{suffix}{ext}"
+            for suffix in LABEL_SUFFIXES
+            for ext in LABEL_EXTENSIONS
+        ]
+        found = next((c for c in candidates if c.is_file() and c != image), None)
+        if found is None:
+            raise io.PhasesegInputError(
+                f"{image}: no label image for it in {labels_dir} "
+                f"(looked for {image.stem}.tif, {image.stem}_masks.tif, ... .png)"
+            )
+        pairs.append((image, found))
+    return pairs
+
+
+def coco_label_images(
+    coco_path: str | os.PathLike, images_dir: str | os.PathLike
+) -> Iterable[tuple[Path, np.ndarray]]:
+    """``(image path, labels)`` for each image of a COCO file, found by its ``file_name``."""
+    images_dir = Path(images_dir)
+    for file_name, labels in iter_coco(coco_path):
+        path = images_dir / Path(file_name).name
+        if not path.is_file():
+            raise io.PhasesegInputError(f"{coco_path}: image {file_name!r} not in {images_dir}")
+        yield path, labels
+
+
+def build_dataset(
+    items: Iterable[tuple[Path, Path | np.ndarray]],
+    out: str | os.PathLike,
+    cell_type: str,
+    n_folds: int = 5,
+) -> pd.DataFrame:
+    """Write a training folder from ``(image path, label image path or int array)`` pairs.
+
+    Parameters
+    ----------
+    items : pairs of an image file (any format :func:`phaseseg.io.read_image` reads) and its
+        label image ((H, W) ints, 0 = background), as a path or an array.
+    out : the folder to create; it must not exist or be empty.
+    cell_type : one of :data:`phaseseg.io.CELL_TYPES` (the model's cell-type head learns it).
+    n_folds : number of folds in ``folds.csv``.
+
+    Returns the folds table (``id, cell_type, fold``).
+    """
+    out = Path(out)
+    if cell_type not in io.CELL_TYPES:
+        raise io.PhasesegInputError(
+            f"unknown cell type {cell_type!r}; choose one of {', '.join(io.CELL_TYPES)}"
+        )
+    if n_folds < 1:
+        raise io.PhasesegInputError(f"n_folds must be at least 1, got {n_folds}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise io.PhasesegInputError(f"{out}: exists and is not an empty folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        rows, ids = [], []
+        for image_path, labels in tqdm(list(items), desc="dataset", unit="img"):
+            image_id = Path(image_path).stem
+            if image_id in ids:
+                raise io.PhasesegInputError(f"{image_path}: image id {image_id!r} appears twice")
+            image = io.read_image(image_path)
+            source = labels if isinstance(labels, Path | str) else image_path
+            labels = read_labels(labels) if isinstance(labels, Path | str) else labels
+            if labels.shape != image.shape:
+                raise io.PhasesegInputError(
+                    f"{source}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
+                    f"{image.shape[1]}x{image.shape[0]}"
+                )
+            (tmp / "train").mkdir(exist_ok=True)
+            Image.fromarray(image).save(tmp / "train" / f"{image_id}.png")
+            h, w = image.shape
+            rles = io.labels_to_rles(labels)
+            if not rles:  # one empty annotation keeps the image in train.csv (all background)
+                log.warning("%s: no cells in its label image", source)
+                rles = [""]
+            rows += [(image_id, rle, w, h, cell_type) for rle in rles]
+            ids.append(image_id)
+        if not ids:
+            raise io.PhasesegInputError("no annotated images given")
+        table = pd.DataFrame(rows, columns=["id", "annotation", "width", "height", "cell_type"])
+        table.to_csv(tmp / "train.csv", index=False)
+        folds = pd.DataFrame({"id": sorted(ids), "cell_type": cell_type})
+        folds["fold"] = np.arange(len(folds)) % n_folds
+        folds.to_csv(tmp / "folds.csv", index=False)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    log.info("wrote %s: %d images", out, len(ids))
+    return folds
