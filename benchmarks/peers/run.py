@@ -180,7 +180,8 @@ def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None)
         "training_seconds": trained["training_seconds"],
         "peak_memory_mib": max(trained["peak_memory_mib"], predicted["peak_memory_mib"]),
         "notes": f"cellpose {trained['cellpose_version']} in its own venv, from scratch; "
-        f"train_seg defaults, {trained['n_epochs']} epochs to fill the "
+        f"train_seg defaults, {trained['n_epochs']} epochs of "
+        f"{trained['images_per_epoch']} images to fill the "
         f"{trained['budget_seconds']:.0f} s budget of phaseseg's recipe "
         f"(+{trained['flow_seconds']:.0f} s computing flows); eval defaults, diameter = "
         f"training mean {predicted['diam_labels']:.1f} px",
