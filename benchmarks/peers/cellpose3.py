@@ -14,10 +14,11 @@ pretrained model = random initialisation, ``diam_mean=30``, grayscale ``channels
 rescaling every image to the 30-px mean diameter) except the length of the run, which is set so
 that the training loop fills the wall-clock budget *and* Cellpose's learning-rate schedule runs
 its full course (10 warm-up epochs, constant, then halving over the last 50 epochs when there are
-more than 100): an epoch is ``nimg_per_epoch`` = 32 random images (its documented option), and a
-probe of 6 such epochs (timed by Cellpose's own log of the loop) sets ``n_epochs``. On 2 CPU
-cores a full pass over the 367 training images takes about 5.5 minutes, so a default epoch
-(all images) would leave a one-hour budget inside the warm-up. Flows are computed once before
+more than 100, as in its recommended runs of 100s of epochs): an epoch is ``nimg_per_epoch`` = 16
+random images (its documented option), and a probe of 6 such epochs (timed by Cellpose's own log
+of the loop) sets ``n_epochs``. On 2 CPU cores a full pass over the 367 training images takes
+about 5.5 minutes, so default epochs (all images) would end a one-hour budget inside the warm-up,
+and 32-image epochs (about 95 of them) before any decay. Flows are computed once before
 training (as phaseseg caches its targets) and timed separately. Prediction uses ``model.eval``
 with its defaults (the diameter is the training set's mean, ``diam_labels``; flow threshold 0.4,
 cell-probability threshold 0).
@@ -39,7 +40,7 @@ import numpy as np
 import tifffile
 
 log = logging.getLogger(__name__)
-IMAGES_PER_EPOCH = 32
+IMAGES_PER_EPOCH = 16
 PROBE_EPOCHS = 6  # Cellpose logs the loop's elapsed time after epoch 5 (the 6th)
 
 
