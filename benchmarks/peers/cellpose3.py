@@ -112,8 +112,11 @@ def train(args: argparse.Namespace) -> dict:
     probe = min(PROBE_EPOCHS, max(1, int(args.budget_s)))  # quick mode: a 1-epoch probe
     with tempfile.TemporaryDirectory() as tmp:
         _, probe_seconds = fit(probe, Path(tmp))
-    epoch_seconds = loop_times.times.get(probe - 1, probe_seconds) / probe
-    n_epochs = max(1, int(args.budget_s // epoch_seconds))
+    # the first epoch carries one-off costs: budget = first epoch + (n - 1) later epochs
+    first = loop_times.times.get(0, probe_seconds / probe)
+    last = loop_times.times.get(probe - 1)
+    epoch_seconds = (last - first) / (probe - 1) if last and probe > 1 else first
+    n_epochs = max(1, 1 + int((args.budget_s - first) // epoch_seconds))
     log.info(
         "an epoch of %d images takes %.1f s -> %d epochs for a %.0f s budget",
         per_epoch,
