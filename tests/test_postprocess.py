@@ -43,3 +43,19 @@ def test_unseeded_component_becomes_a_cell_and_small_cells_are_dropped():
 def test_empty_maps_give_empty_labels():
     labels = maps_to_labels(np.zeros((8, 8)), np.zeros((8, 8)))
     assert labels.shape == (8, 8) and labels.max() == 0
+
+
+def test_h_maxima_seeds_split_cells_whose_distance_does_not_dip_below_the_threshold():
+    """A blurred prediction: between two touching cells the distance only falls to 0.6."""
+    truth = _two_touching_cells()
+    fg = (truth > 0).astype(float)
+    dist = np.clip(normalized_distance(truth), 0.6, None) * fg
+    assert maps_to_labels(fg, dist, 0.5, 0.5, 1).max() == 1  # threshold seeds: merged
+    labels = maps_to_labels(fg, dist, 0.5, 0.5, 1, seed_h=0.2)
+    assert labels.max() == 2
+    for lab in (1, 2):
+        assert len(np.unique(truth[labels == lab])) == 1
+    # a bump lower than seed_h (0.15 above its surroundings) is not a seed of its own
+    dist[10, 5] = 0.75
+    assert maps_to_labels(fg, dist, 0.5, 0.5, 1, seed_h=0.1).max() == 3
+    assert maps_to_labels(fg, dist, 0.5, 0.5, 1, seed_h=0.2).max() == 2

@@ -147,9 +147,12 @@ def score_val(
 def tune_postprocess(
     samples: list[Sample], maps: list[tuple[np.ndarray, ...]]
 ) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
-    """Grid-search the thresholds per cell type on validation maps (by true cell type)."""
+    """Grid-search the thresholds per cell type on validation maps (by true cell type): threshold
+    seeds over foreground x seed threshold x minimum size, then h-maxima seeds (height x floor)
+    with the chosen foreground threshold and minimum size, kept where they score higher."""
     fg_grid, seed_grid = (0.3, 0.4, 0.5, 0.6), (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     size_grid = (0, 20, 40, 80, 120, 200)
+    h_grid = (0.05, 0.1, 0.15, 0.2, 0.3)
     best: dict[str, PostprocessParams] = {}
     for t_index, name in enumerate(io.CELL_TYPES):
         group = [(s, m) for s, m in zip(samples, maps, strict=True) if s.cell_type == t_index]
@@ -165,6 +168,17 @@ def tune_postprocess(
                 score = np.mean([image_score(t, remove_small(p, min_size)) for t, p in labelled])
                 results.append((score, PostprocessParams(fg_t, seed_t, min_size)))
         score, params = max(results, key=lambda r: r[0])
+        # second stage: h-maxima seeds, with the chosen foreground threshold and minimum size
+        for seed_h, seed_t in itertools.product(h_grid, (0.1, 0.2, 0.3)):
+            trial = PostprocessParams(params.fg_thresh, seed_t, params.min_size, seed_h)
+            trial_score = np.mean(
+                [
+                    image_score(s.labels, maps_to_labels(m[0], m[1], **trial.to_dict()))
+                    for s, m in group
+                ]
+            )
+            if trial_score > score:
+                score, params = trial_score, trial
         log.info("tuned %s: %s -> %.4f", name, params, score)
         best[name] = params
     return best, score_val(samples, maps, best)
