@@ -200,6 +200,11 @@ def fit(
     out, data_dir = Path(out), Path(data_dir)
     dev = pick_device(device)
     torch.manual_seed(cfg.seed)
+    init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
+    init = load_model_file(init_path) if init_path else None
+    if init is not None and init["net"] != cfg.net:
+        log.info("using the architecture of %s: %s", init_path, init["net"])
+        cfg.net = dict(init["net"])
     df = io.read_train_csv(data_dir / "train.csv")
     folds = read_folds(data_dir, df)
     if cfg.val_fold is not None and not (folds == cfg.val_fold).any():
@@ -220,11 +225,6 @@ def fit(
                 f"{min(s.image.shape) // 32 * 32} or larger images"
             )
 
-    init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
-    init = load_model_file(init_path) if init_path else None
-    if init is not None and init["net"] != cfg.net:
-        log.info("using the architecture of %s: %s", init_path, init["net"])
-        cfg.net = dict(init["net"])
     net = build_model(cfg.net)
     if init is not None:
         net.load_state_dict(init["state_dict"])
