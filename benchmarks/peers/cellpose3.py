@@ -81,7 +81,6 @@ def train(args: argparse.Namespace) -> dict:
     from cellpose import dynamics, models
     from cellpose import train as cp_train
 
-    torch.manual_seed(0)
     images, labels = load_training_set(args.prep, args.max_images)
     log.info("computing flows of %d label images", len(labels))
     t0 = time.perf_counter()

@@ -179,14 +179,11 @@ def run(data: Path = DATA, quick: bool = False, fold: int = 0) -> dict:
         pred = segment_classical(image, params[cell_type])
         seconds.append(time.perf_counter() - t1)
         scores[cell_type].append(image_score(io.annotations_to_labels(truth[image_id]), pred))
-    all_scores = [s for v in scores.values() for s in v]
     return {
         "method": "classical (skimage)",
         "quick": quick,
         "fold": fold,
-        "images": len(all_scores),
-        "overall": float(np.mean(all_scores)),
-        "per_cell_type": {t: float(np.mean(v)) for t, v in scores.items() if v},
+        **summarize(scores),
         "median_seconds_per_image": statistics.median(seconds),
         "training_seconds": train_seconds,
         "peak_memory_mib": peak_memory_mib(),
@@ -194,6 +191,16 @@ def run(data: Path = DATA, quick: bool = False, fold: int = 0) -> dict:
         "tuning_scores": tune_scores,
         "notes": "cell type given (oracle), params tuned per type by grid search; "
         f"{len(list(itertools.product(*grid.values())))} combos",
+    }
+
+
+def summarize(scores: dict[str, list[float]]) -> dict:
+    """``images``, ``overall`` (mean over images) and ``per_cell_type`` of per-image scores."""
+    all_scores = [s for v in scores.values() for s in v]
+    return {
+        "images": len(all_scores),
+        "overall": float(np.mean(all_scores)),
+        "per_cell_type": {t: float(np.mean(v)) for t, v in scores.items() if v},
     }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import classical
 import numpy as np
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 CELL_TYPES = classical.CELL_TYPES
@@ -75,9 +76,7 @@ def phaseseg_row(data: Path, quick: bool, fold: int = 0) -> dict:
     return {
         "method": "phaseseg (bundled model)",
         "quick": quick,
-        "images": n,
-        "overall": float(np.mean([s for v in scores.values() for s in v])),
-        "per_cell_type": {t: float(np.mean(v)) for t, v in scores.items() if v},
+        **classical.summarize(scores),
         "median_seconds_per_image": statistics.median(seconds),
         "training_seconds": float(train_s) if train_s else None,
         "peak_memory_mib": classical.peak_memory_mib(),
@@ -89,8 +88,12 @@ def phaseseg_row(data: Path, quick: bool, fold: int = 0) -> dict:
     }
 
 
-def prepare_cellpose_data(data: Path, prep: Path, quick: bool, fold: int = 0) -> list[str]:
+def prepare_cellpose_data(
+    data: Path, prep: Path, quick: bool, folds: pd.DataFrame, truth: dict, fold: int = 0
+) -> list[str]:
     """Write Cellpose's inputs into ``prep``; return the ids of ``fold`` (the scored images).
+
+    ``folds`` and ``truth`` are :func:`classical.load_split`'s.
 
     ``prep/train`` gets the images of the other folds with ``<id>_masks.tif`` label images
     painted from train.csv (overlapping pixels go to one cell, as for phaseseg's training);
@@ -99,7 +102,6 @@ def prepare_cellpose_data(data: Path, prep: Path, quick: bool, fold: int = 0) ->
     from phaseseg import io
     from phaseseg.formats import write_labels
 
-    folds, truth = classical.load_split(data, fold)
     others = set(folds["fold"].unique()) - {fold}
     for sub in ("train", "val"):
         (prep / sub).mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,8 @@ def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None)
     if not CP_PYTHON.exists():
         return CELLPOSE_NOT_RUN
     prep = work / "prep"
-    val_ids = prepare_cellpose_data(data, prep, quick)
+    folds, truth = classical.load_split(data)
+    val_ids = prepare_cellpose_data(data, prep, quick, folds, truth)
     script = str(HERE / "cellpose3.py")
     train_limit = ["--max-images", "6"] if quick else []
     predict_limit = ["--max-images", "2"] if quick else []
@@ -162,20 +165,16 @@ def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None)
     subprocess.run(cmd, check=True)
     predicted = json.loads((work / "predict.json").read_text())
 
-    folds, truth = classical.load_split(data)
     types = folds.set_index("id")["cell_type"]
     scores: dict[str, list[float]] = {t: [] for t in CELL_TYPES}
     for path in sorted(labels_dir.glob("*.tif")):
         if path.stem in val_ids:
             true = io.annotations_to_labels(truth[path.stem])
             scores[types[path.stem]].append(image_score(true, read_labels(path)))
-    all_scores = [s for v in scores.values() for s in v]
     return {
         "method": "Cellpose 3",
         "quick": quick,
-        "images": len(all_scores),
-        "overall": float(np.mean(all_scores)),
-        "per_cell_type": {t: float(np.mean(v)) for t, v in scores.items() if v},
+        **classical.summarize(scores),
         "median_seconds_per_image": predicted["median_seconds_per_image"],
         "training_seconds": trained["training_seconds"],
         "peak_memory_mib": max(trained["peak_memory_mib"], predicted["peak_memory_mib"]),

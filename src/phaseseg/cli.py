@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from phaseseg import __version__
-from phaseseg.io import PhasesegInputError
+from phaseseg.io import CELL_TYPES, PhasesegInputError
 
 log = logging.getLogger("phaseseg")
 
@@ -276,9 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files or folders (with --coco: one folder)")
     p.add_argument("--labels", help="folder of label images named like the images")
     p.add_argument("--coco", help="COCO/LIVECell instance JSON file instead of label images")
-    p.add_argument(
-        "--cell-type", required=True, choices=["astro", "cort", "shsy5y"], help="the culture"
-    )
+    p.add_argument("--cell-type", required=True, choices=CELL_TYPES, help="the culture")
     p.add_argument("--out", required=True, help="new folder: train/, train.csv, folds.csv")
     p.add_argument("--folds", type=int, default=5, help="folds in folds.csv (default 5)")
     p.set_defaults(func=_cmd_make_dataset)

@@ -114,19 +114,20 @@ def build_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         rows, ids = [], []
-        for image_path, labels in tqdm(list(items), desc="dataset", unit="img"):
+        (tmp / "train").mkdir()
+        for image_path, labels in tqdm(items, desc="dataset", unit="img"):  # streams COCO files
             image_id = Path(image_path).stem
             if image_id in ids:
                 raise io.PhasesegInputError(f"{image_path}: image id {image_id!r} appears twice")
             image = io.read_image(image_path)
-            source = labels if isinstance(labels, Path | str) else image_path
-            labels = read_labels(labels) if isinstance(labels, Path | str) else labels
+            source = image_path
+            if isinstance(labels, Path | str):
+                source, labels = labels, read_labels(labels)
             if labels.shape != image.shape:
                 raise io.PhasesegInputError(
                     f"{source}: labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
                     f"{image.shape[1]}x{image.shape[0]}"
                 )
-            (tmp / "train").mkdir(exist_ok=True)
             Image.fromarray(image).save(tmp / "train" / f"{image_id}.png")
             h, w = image.shape
             rles = io.labels_to_rles(labels)
