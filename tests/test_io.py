@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 
 import hypothesis.extra.numpy as hnp
@@ -362,11 +361,8 @@ def train_df(shared_data):
 
 def test_real_train_csv_groups_into_all_label_images(train_df):
     assert len(train_df) > 36_000
-    start = time.perf_counter()
-    labels = dict(iter_image_labels(train_df))
-    elapsed = time.perf_counter() - start
+    labels = dict(iter_image_labels(train_df))  # its speed: BENCHMARKS.md, not a timed test
     assert len(labels) == 461
-    assert elapsed < 20, f"grouping train.csv into label images took {elapsed:.1f} s"
     types = train_df.drop_duplicates("id")["cell_type"].value_counts().to_dict()
     assert types == {"cort": 290, "astro": 111, "shsy5y": 60}
     n_rows = train_df.groupby("id").size()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -304,16 +303,13 @@ def _load_crosscheck():
     return module
 
 
-def test_real_truth_against_itself_is_one_and_fast(shared_data):
+def test_real_truth_against_itself_is_one(shared_data):
     truth = read_train_csv(shared_data / "train.csv")
     own = truth[["id", "annotation"]].rename(columns={"annotation": "predicted"})
-    t0 = time.perf_counter()
-    s = score_tables(truth, own)
-    elapsed = time.perf_counter() - t0
+    s = score_tables(truth, own)  # its speed: BENCHMARKS.md, not a timed test
     assert s.n_images == 461 and s.n_missing == 0
     assert s.score == 1.0 and (s.per_image["score"] == 1.0).all()
     assert set(s.per_cell_type.index) == {"astro", "cort", "shsy5y"}
-    assert elapsed < 30, f"scoring 461 images took {elapsed:.1f} s"  # ~3 s on 2 busy cores
 
 
 def _crosscheck(shared_data, n_images, seed):

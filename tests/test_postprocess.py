@@ -59,3 +59,15 @@ def test_h_maxima_seeds_split_cells_whose_distance_does_not_dip_below_the_thresh
     dist[10, 5] = 0.75
     assert maps_to_labels(fg, dist, 0.5, 0.5, 1, seed_h=0.1).max() == 3
     assert maps_to_labels(fg, dist, 0.5, 0.5, 1, seed_h=0.2).max() == 2
+
+
+def test_uncertain_cells_are_dropped_by_their_mean_foreground_probability():
+    truth = _two_touching_cells()
+    fg = np.where(truth == 1, 0.95, np.where(truth == 2, 0.62, 0.0))
+    dist = normalized_distance(truth)
+    kept = maps_to_labels(fg, dist, 0.5, 0.5, 1)
+    assert kept.max() == 2
+    labels = maps_to_labels(fg, dist, 0.5, 0.5, 1, min_score=0.7)
+    assert labels.max() == 1  # renumbered from 1
+    assert np.array_equal(labels > 0, truth == 1)  # the confident cell survives whole
+    assert maps_to_labels(fg, dist, 0.5, 0.5, 1, min_score=0.6).max() == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
 from phaseseg import io
@@ -110,7 +111,8 @@ def random_crop(
 
     Returns
     -------
-    image float32 (size, size), foreground, distance in [0, 1] and touching in {0, 1}, float32.
+    image float32 (size, size); foreground, distance in [0, 1], touching and boundary (pixels on
+    either side of a cell's outline, 2 px wide) in {0, 1}, float32 (size, size) each.
     """
     h, w = sample.image.shape
     fg = sample.targets["foreground"]
@@ -134,6 +136,7 @@ def random_crop(
             fg[sl].astype(np.float32),
             sample.targets["distance"][sl].astype(np.float32) / 255.0,
             sample.targets["touching"][sl].astype(np.float32),
+            find_boundaries(sample.labels[sl], mode="thick").astype(np.float32),
         ]
     )
     k = int(rng.integers(4))
@@ -144,7 +147,7 @@ def random_crop(
     image = image * gain + float(rng.normal(0, 0.1))
     image = np.ascontiguousarray(image, dtype=np.float32)
     maps = np.ascontiguousarray(maps)
-    return image, maps[0], maps[1], maps[2]
+    return image, maps[0], maps[1], maps[2], maps[3]
 
 
 def batch_indices(

@@ -25,6 +25,7 @@ class PostprocessParams:
     seed_thresh: float = 0.6
     min_size: int = 40
     seed_h: float = 0.0
+    min_score: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,6 +38,7 @@ def maps_to_labels(
     seed_thresh: float = 0.6,
     min_size: int = 40,
     seed_h: float = 0.0,
+    min_score: float = 0.0,
 ) -> np.ndarray:
     """Turn foreground and distance probability maps into a label image.
 
@@ -54,6 +56,8 @@ def maps_to_labels(
     seed_h : float
         0: seeds are the regions above ``seed_thresh``. > 0: seeds are the h-maxima of the
         distance (:func:`skimage.morphology.h_maxima`, height ``seed_h``) above ``seed_thresh``.
+    min_score : float
+        Cells whose mean ``foreground`` probability is below this are removed (0: keep all).
 
     Returns
     -------
@@ -78,7 +82,8 @@ def maps_to_labels(
     orphan = ~seeded[components] & mask
     seeds[orphan] = components[orphan] + n_seeds
     labels = watershed(-distance, seeds, mask=mask)
-    labels, _, _ = relabel_sequential(remove_small(labels, min_size))
+    labels = remove_uncertain(remove_small(labels, min_size), foreground, min_score)
+    labels, _, _ = relabel_sequential(labels)
     return labels.astype(np.int32, copy=False)
 
 
@@ -89,3 +94,16 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     small = np.bincount(labels.ravel()) < min_size
     small[0] = False
     return np.where(small[labels], 0, labels)
+
+
+def remove_uncertain(labels: np.ndarray, foreground: np.ndarray, min_score: float) -> np.ndarray:
+    """Set cells whose mean ``foreground`` probability is below ``min_score`` to background.
+
+    ``labels`` int (H, W), ``foreground`` float (H, W) in [0, 1]; labels are not renumbered.
+    """
+    n = int(labels.max())
+    if min_score <= 0 or n == 0:
+        return labels
+    mean = ndi.mean(foreground, labels, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(mean) >= min_score])
+    return np.where(keep[labels], labels, 0)

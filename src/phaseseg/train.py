@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,12 @@ from phaseseg.checkpoint import load_model_file, save_model
 from phaseseg.data import Sample, batch_indices, load_samples, random_crop, read_folds
 from phaseseg.metrics import image_score
 from phaseseg.model import NetConfig, build_model
-from phaseseg.postprocess import PostprocessParams, maps_to_labels, remove_small
+from phaseseg.postprocess import (
+    PostprocessParams,
+    maps_to_labels,
+    remove_small,
+    remove_uncertain,
+)
 from phaseseg.segmenter import BUNDLED_MODEL, pick_device, predict_maps
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,7 @@ class TrainConfig:
         default_factory=lambda: {"astro": 1.0, "cort": 1.0, "shsy5y": 1.0}
     )
     touching_weight: float = 2.0
+    boundary_weight: float = 0.0
     type_loss_weight: float = 0.1
     eval_every: int = 500
     checkpoint_every: int = 50
@@ -92,7 +98,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 def make_batch(
     samples: list[Sample], cfg: TrainConfig, step: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One step's batch: images (B,1,S,S), targets (B,3,S,S) [fg, dist, touching], types (B,)."""
+    """One step's batch: images (B,1,S,S), targets (B,4,S,S) [fg, dist, touching, boundary],
+    cell types (B,)."""
     rng = np.random.default_rng([cfg.seed, step])
     idx = batch_indices(samples, cfg.batch_size, rng, cfg.type_weights)
     crops = [random_crop(samples[i], cfg.crop_size, rng, cfg.foreground_bias) for i in idx]
@@ -105,11 +112,11 @@ def make_batch(
 def loss_fn(
     out: dict[str, torch.Tensor], targets: torch.Tensor, types: torch.Tensor, cfg: TrainConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """BCE on the foreground, up-weighted (``1 + touching_weight``) where two cells touch; BCE
-    on the normalised distance; CE on the cell type."""
+    """BCE on the foreground, up-weighted by ``touching_weight`` where two cells touch and by
+    ``boundary_weight`` along cell outlines; BCE on the normalised distance; CE on the cell type."""
     pixel = out["pixel"].float()
-    fg, dist, touching = targets[:, 0], targets[:, 1], targets[:, 2]
-    weight = 1.0 + cfg.touching_weight * touching
+    fg, dist, touching, boundary = targets[:, 0], targets[:, 1], targets[:, 2], targets[:, 3]
+    weight = 1.0 + cfg.touching_weight * touching + cfg.boundary_weight * boundary
     bce = F.binary_cross_entropy_with_logits
     fg_loss = (bce(pixel[:, 0], fg, reduction="none") * weight).mean()
     dist_loss = bce(pixel[:, 1], dist)
@@ -147,12 +154,14 @@ def score_val(
 def tune_postprocess(
     samples: list[Sample], maps: list[tuple[np.ndarray, ...]]
 ) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
-    """Grid-search the thresholds per cell type on validation maps (by true cell type): threshold
-    seeds over foreground x seed threshold x minimum size, then h-maxima seeds (height x floor)
-    with the chosen foreground threshold and minimum size, kept where they score higher."""
+    """Grid-search the thresholds per cell type on validation maps (by true cell type), in three
+    stages: threshold seeds over foreground x seed threshold x minimum size; then h-maxima seeds
+    (height x floor) with the chosen foreground threshold and minimum size; then a minimum mean
+    foreground probability per cell. A later stage is kept only where it scores higher."""
     fg_grid, seed_grid = (0.3, 0.4, 0.5, 0.6), (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     size_grid = (0, 20, 40, 80, 120, 200)
     h_grid = (0.05, 0.1, 0.15, 0.2, 0.3)
+    score_grid = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
     best: dict[str, PostprocessParams] = {}
     for t_index, name in enumerate(io.CELL_TYPES):
         group = [(s, m) for s, m in zip(samples, maps, strict=True) if s.cell_type == t_index]
@@ -170,7 +179,7 @@ def tune_postprocess(
         score, params = max(results, key=lambda r: r[0])
         # second stage: h-maxima seeds, with the chosen foreground threshold and minimum size
         for seed_h, seed_t in itertools.product(h_grid, (0.1, 0.2, 0.3)):
-            trial = PostprocessParams(params.fg_thresh, seed_t, params.min_size, seed_h)
+            trial = replace(params, seed_thresh=seed_t, seed_h=seed_h)
             trial_score = np.mean(
                 [
                     image_score(s.labels, maps_to_labels(m[0], m[1], **trial.to_dict()))
@@ -179,6 +188,16 @@ def tune_postprocess(
             )
             if trial_score > score:
                 score, params = trial_score, trial
+        # third stage: drop uncertain cells (low mean foreground probability)
+        labelled = [
+            (s.labels, maps_to_labels(m[0], m[1], **params.to_dict()), m[0]) for s, m in group
+        ]
+        for min_score in score_grid:
+            trial_score = np.mean(
+                [image_score(t, remove_uncertain(p, fg, min_score)) for t, p, fg in labelled]
+            )
+            if trial_score > score:
+                score, params = trial_score, replace(params, min_score=min_score)
         log.info("tuned %s: %s -> %.4f", name, params, score)
         best[name] = params
     return best, score_val(samples, maps, best)
