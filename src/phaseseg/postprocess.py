@@ -101,9 +101,11 @@ def remove_uncertain(labels: np.ndarray, foreground: np.ndarray, min_score: floa
 
     ``labels`` int (H, W), ``foreground`` float (H, W) in [0, 1]; labels are not renumbered.
     """
-    n = int(labels.max())
-    if min_score <= 0 or n == 0:
+    if min_score <= 0 or not labels.any():
         return labels
-    mean = ndi.mean(foreground, labels, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], np.asarray(mean) >= min_score])
+    flat = labels.ravel()
+    sums = np.bincount(flat, weights=foreground.ravel().astype(np.float64))
+    mean = sums / np.maximum(np.bincount(flat), 1)  # labels removed earlier have no pixels
+    keep = mean >= min_score
+    keep[0] = False
     return np.where(keep[labels], labels, 0)
