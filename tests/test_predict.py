@@ -1,5 +1,7 @@
 """predict -> submission -> validate -> evaluate, with the bundled model on real images."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,6 +83,7 @@ def test_unreadable_image_is_skipped_and_the_rest_written(tmp_path, capsys):
         (["predict", "missing_dir/", "--submission", "s.csv"], "no such file"),
         (["predict", "{tmp}", "--submission", "s.csv"], "no images found"),
         (["predict", "{tmp}"], "nothing to write"),
+        (["predict", "{tmp}", "--submission", "s.csv", "--min-score", "2"], "must lie in [0, 1]"),
     ],
 )
 def test_predict_bad_arguments(argv, message, tmp_path, capsys, monkeypatch):
@@ -99,3 +102,16 @@ def test_same_image_id_twice_is_refused(tmp_path, capsys):
     code = main(["predict", str(tmp_path / "a"), str(tmp_path / "b"), "--submission", "s.csv"])
     assert code == 2
     assert "same image id" in capsys.readouterr().err
+
+
+def test_min_score_override_keeps_or_drops_low_confidence_cells(tmp_path):
+    sample = sorted((Path(__file__).parents[1] / "samples").glob("*.tif"))[0]
+    counts = {}
+    for value in (None, "0", "0.95"):
+        out = tmp_path / str(value)
+        extra = [] if value is None else ["--min-score", value]
+        argv = ["predict", str(sample), "--labels-dir", str(out), "--cell-type", "shsy5y", *extra]
+        assert main(argv) == 0
+        counts[value] = int(read_labels(next(out.iterdir())).max())
+    # the bundled model's tuned shsy5y min_score lies between 0 and 0.95
+    assert counts["0"] > counts[None] > counts["0.95"]

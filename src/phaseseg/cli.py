@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from phaseseg import __version__
@@ -134,6 +135,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_min_score(model, min_score: float | None):
+    """Override the model's tuned per-type ``min_score`` (keep low-confidence cells with 0)."""
+    if min_score is not None:
+        if not 0 <= min_score <= 1:
+            raise PhasesegInputError(f"--min-score {min_score}: must lie in [0, 1]")
+        model.postprocess = {
+            k: replace(v, min_score=min_score) for k, v in model.postprocess.items()
+        }
+    return model
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from phaseseg.predict import predict_images
     from phaseseg.segmenter import load_model
@@ -142,7 +154,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise PhasesegInputError(
             "nothing to write: give --submission, --labels-dir or --overlays-dir"
         )
-    model = load_model(args.model, device=args.device)
+    model = _with_min_score(load_model(args.model, device=args.device), args.min_score)
     summary = predict_images(
         args.images,
         model,
@@ -196,7 +208,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     if not args.labels:
         from phaseseg.segmenter import load_model
 
-        model = load_model(args.model, device=args.device)
+        model = _with_min_score(load_model(args.model, device=args.device), args.min_score)
     summary = measure_images(
         args.images,
         args.out,
@@ -293,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["astro", "cort", "shsy5y"],
         help="use this cell type's thresholds for every image (default: predicted per image)",
     )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        help="drop cells whose mean foreground probability is below this (default: the model's "
+        "value per cell type, tuned on the competition's annotations; 0 keeps every cell)",
+    )
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_predict)
 
@@ -331,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--describe", action="store_true", help="print the output columns and exit")
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        help="drop cells whose mean foreground probability is below this (default: the model's "
+        "value per cell type, tuned on the competition's annotations; 0 keeps every cell)",
+    )
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_measure)
     return parser
