@@ -9,7 +9,7 @@ import torch
 
 from phaseseg.checkpoint import FORMAT, load_model_file, save_model
 from phaseseg.io import PhasesegInputError
-from phaseseg.model import NetConfig, build_model
+from phaseseg.model import NetConfig, build_model, can_widen, widen
 from phaseseg.postprocess import PostprocessParams
 from phaseseg.segmenter import Segmenter, load_model
 
@@ -23,6 +23,38 @@ def test_forward_shapes():
     assert out["cell_type"].shape == (2, 3)
     assert build_model(TINY.to_dict()).config == TINY
     assert TINY.stride == 4
+
+
+def test_widen_keeps_the_function_and_adds_trainable_channels():
+    torch.manual_seed(0)
+    old = build_model(NetConfig(channels=(4, 8, 16), convs_per_block=2))
+    for m in old.modules():  # non-trivial batch-norm statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    wide_cfg = NetConfig(channels=(8, 8, 24), convs_per_block=2)
+    new = widen(old, wide_cfg)
+    assert new.config == wide_cfg and new.down[0][0][0].weight.shape[0] == 8
+    x = torch.randn(2, 1, 32, 32)
+    a, b = old.eval()(x), new.eval()(x)
+    assert torch.allclose(a["pixel"], b["pixel"], atol=1e-6)
+    assert torch.allclose(a["cell_type"], b["cell_type"], atol=1e-6)
+    # the new channels get gradients through the zero weights that read them
+    loss = new.train()(x)["pixel"].square().mean()
+    loss.backward()
+    assert new.pixel_head.weight.grad[:, 4:].abs().sum() > 0
+
+
+def test_can_widen_needs_same_depth_and_no_narrower_level():
+    base = NetConfig(channels=(4, 8, 16))
+    assert can_widen(base, NetConfig(channels=(8, 8, 16)))
+    assert not can_widen(base, base)
+    assert not can_widen(base, NetConfig(channels=(8, 4, 16)))
+    assert not can_widen(base, NetConfig(channels=(8, 8)))
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen(build_model(base), NetConfig(channels=(8, 8)))
 
 
 def _save_tiny(path, **extra):

@@ -73,6 +73,19 @@ def test_init_starts_from_a_model_files_weights(dataset, tmp_path):
     assert b["init"]["path"] == str(tmp_path / "a.pt") and b["init"]["train"]["steps"] == 3
 
 
+def test_init_with_a_wider_net_grows_the_model(dataset, tmp_path):
+    """A ``net`` wider than the init file's (same depth) widens it instead of replacing it."""
+    fit(dataset, tmp_path / "a.pt", tiny_config(steps=3, eval_every=3), device="cpu")
+    wide = {**TINY_NET, "channels": [8, 8, 16]}
+    cfg = tiny_config(steps=2, eval_every=2, lr=0.0, init=str(tmp_path / "a.pt"), net=wide)
+    fit(dataset, tmp_path / "b.pt", cfg, device="cpu")
+    a, b = (load_model_file(tmp_path / n) for n in ("a.pt", "b.pt"))
+    assert b["net"] == wide and a["net"] == TINY_NET
+    first = "down.0.0.0.weight"
+    assert b["state_dict"][first].shape[0] == 8
+    assert torch.equal(b["state_dict"][first][:4], a["state_dict"][first])
+
+
 def test_init_from_a_missing_file_is_a_clear_error(dataset, tmp_path, capsys):
     code = main(["train", str(dataset), "--out", str(tmp_path / "m.pt"), "--init", "nope.pt"])
     assert code != 0 and "nope.pt" in capsys.readouterr().err

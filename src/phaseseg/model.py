@@ -96,8 +96,74 @@ def build_model(config: NetConfig | dict | None = None) -> UNet:
     return UNet(config)
 
 
+def can_widen(old: NetConfig, new: NetConfig) -> bool:
+    """Whether :func:`widen` can grow ``old`` into ``new``: same depth and block layout, every
+    level at least as wide, at least one wider."""
+    return (
+        len(old.channels) == len(new.channels)
+        and old.convs_per_block == new.convs_per_block
+        and old.n_cell_types == new.n_cell_types
+        and all(n >= o for n, o in zip(new.channels, old.channels, strict=True))
+        and new.channels != old.channels
+    )
+
+
+def widen(old_net: UNet, config: NetConfig) -> UNet:
+    """A wider U-Net (``config``) that computes exactly what ``old_net`` computes.
+
+    The old weights fill the leading channels of every layer; the weights that read the new
+    channels are zero, so the new channels start unused and training grows them (function-
+    preserving widening, as in Net2Net). Lets a trained model continue with more capacity,
+    e.g. a wider full-resolution level for sharper outlines.
+    """
+    if not can_widen(old_net.config, config):
+        raise ValueError(f"cannot widen {old_net.config} to {config}")
+    new_net = UNet(config)
+    old_ch, new_ch = old_net.config.channels, config.channels
+    levels = range(len(old_ch))
+
+    def inputs_of(block_inputs: list[int], chs: tuple[int, ...]) -> list[int]:
+        return [1 if i < 0 else chs[i] for i in block_inputs]
+
+    # (old module, new module, the levels whose channels it reads, concatenated in this order)
+    pairs: list[tuple[nn.Module, nn.Module, list[int]]] = []
+    for i in levels:
+        for k, (old, new) in enumerate(zip(old_net.down[i], new_net.down[i], strict=True)):
+            pairs.append((old, new, [i - 1] if k == 0 else [i]))
+    for j, i in enumerate(reversed(range(len(old_ch) - 1))):
+        for k, (old, new) in enumerate(zip(old_net.up[j], new_net.up[j], strict=True)):
+            pairs.append((old, new, [i + 1, i] if k == 0 else [i]))
+    pairs.append((old_net.pixel_head, new_net.pixel_head, [0]))
+    pairs.append((old_net.type_head, new_net.type_head, [len(old_ch) - 1]))
+    for old, new, reads in pairs:
+        old_layers = old if isinstance(old, nn.Sequential) else [old]
+        new_layers = new if isinstance(new, nn.Sequential) else [new]
+        for o, n in zip(old_layers, new_layers, strict=True):
+            _copy_into(o, n, inputs_of(reads, old_ch), inputs_of(reads, new_ch))
+    return new_net
+
+
+@torch.no_grad()
+def _copy_into(old: nn.Module, new: nn.Module, widths_old: list[int], widths_new: list[int]):
+    """Copy a layer's weights into the leading channels of its wider twin; zero the weights
+    that read new input channels (``widths_*``: the widths of the concatenated inputs)."""
+    if isinstance(old, (nn.Conv2d, nn.Linear)):
+        rows, at_old, at_new = old.weight.shape[0], 0, 0
+        for w_old, w_new in zip(widths_old, widths_new, strict=True):
+            new.weight[:rows, at_new : at_new + w_old] = old.weight[:, at_old : at_old + w_old]
+            new.weight[:, at_new + w_old : at_new + w_new] = 0
+            at_old, at_new = at_old + w_old, at_new + w_new
+        if old.bias is not None:
+            new.bias[:rows] = old.bias
+    elif isinstance(old, nn.BatchNorm2d):
+        k = old.num_features
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(new, name)[:k] = getattr(old, name)
+        new.num_batches_tracked.copy_(old.num_batches_tracked)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["NetConfig", "UNet", "build_model", "count_parameters", "field"]
+__all__ = ["NetConfig", "UNet", "build_model", "can_widen", "count_parameters", "field", "widen"]

@@ -9,7 +9,9 @@
   written atomically; ``resume=True`` continues from it (also after ``kill -9``) — batches are
   drawn from ``default_rng([seed, step])``, so a resumed run sees the same data;
 * ``init`` starts from a model file's weights (fine-tuning, e.g. the bundled model on your own
-  annotations); the file records what those weights were trained on.
+  annotations); the file records what those weights were trained on. A ``net`` config wider
+  than the file's (same depth) grows the network first (:func:`phaseseg.model.widen`);
+  otherwise the file's architecture is used.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from phaseseg import io
 from phaseseg.checkpoint import load_model_file, save_model
 from phaseseg.data import Sample, batch_indices, load_samples, random_crop, read_folds
 from phaseseg.metrics import image_score
-from phaseseg.model import NetConfig, build_model
+from phaseseg.model import NetConfig, build_model, can_widen, widen
 from phaseseg.postprocess import (
     PostprocessParams,
     maps_to_labels,
@@ -221,9 +223,15 @@ def fit(
     torch.manual_seed(cfg.seed)
     init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
     init = load_model_file(init_path) if init_path else None
+    grow = False
     if init is not None and init["net"] != cfg.net:
-        log.info("using the architecture of %s: %s", init_path, init["net"])
-        cfg.net = dict(init["net"])
+        grow = can_widen(NetConfig.from_dict(init["net"]), NetConfig.from_dict(cfg.net))
+        if grow:
+            old_ch, new_ch = init["net"]["channels"], cfg.net["channels"]
+            log.info("widening %s from %s to %s channels", init_path, old_ch, new_ch)
+        else:
+            log.info("using the architecture of %s: %s", init_path, init["net"])
+            cfg.net = dict(init["net"])
     df = io.read_train_csv(data_dir / "train.csv")
     folds = read_folds(data_dir, df)
     if cfg.val_fold is not None and not (folds == cfg.val_fold).any():
@@ -244,9 +252,13 @@ def fit(
                 f"{min(s.image.shape) // 32 * 32} or larger images"
             )
 
-    net = build_model(cfg.net)
-    if init is not None:
+    if init is None:
+        net = build_model(cfg.net)
+    else:
+        net = build_model(init["net"])
         net.load_state_dict(init["state_dict"])
+        if grow:
+            net = widen(net, NetConfig.from_dict(cfg.net))
     net = net.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
