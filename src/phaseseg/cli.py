@@ -135,26 +135,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_min_score(model, min_score: float | None):
-    """Override the model's tuned per-type ``min_score`` (keep low-confidence cells with 0)."""
-    if min_score is not None:
-        if not 0 <= min_score <= 1:
-            raise PhasesegInputError(f"--min-score {min_score}: must lie in [0, 1]")
+def _load_model(args: argparse.Namespace):
+    """The model of ``--model`` (default: bundled) on ``--device``, with ``--min-score``
+    overriding its tuned per-type ``min_score`` (0 keeps low-confidence cells); the value is
+    checked before the model is loaded."""
+    from phaseseg.segmenter import load_model
+
+    if args.min_score is not None and not 0 <= args.min_score <= 1:
+        raise PhasesegInputError(f"--min-score {args.min_score}: must lie in [0, 1]")
+    model = load_model(args.model, device=args.device)
+    if args.min_score is not None:
         model.postprocess = {
-            k: replace(v, min_score=min_score) for k, v in model.postprocess.items()
+            k: replace(v, min_score=args.min_score) for k, v in model.postprocess.items()
         }
     return model
 
 
+def _add_min_score_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--min-score",
+        type=float,
+        help="drop cells whose mean foreground probability is below this (default: the model's "
+        "value per cell type, tuned on the competition's annotations; 0 keeps every cell)",
+    )
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from phaseseg.predict import predict_images
-    from phaseseg.segmenter import load_model
 
     if not (args.submission or args.labels_dir or args.overlays_dir):
         raise PhasesegInputError(
             "nothing to write: give --submission, --labels-dir or --overlays-dir"
         )
-    model = _with_min_score(load_model(args.model, device=args.device), args.min_score)
+    model = _load_model(args)
     summary = predict_images(
         args.images,
         model,
@@ -204,11 +217,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         raise PhasesegInputError("give IMAGES and --out DIR (or --describe)")
     if args.labels and args.model:
         raise PhasesegInputError("give --model or --labels, not both")
-    model = None
-    if not args.labels:
-        from phaseseg.segmenter import load_model
-
-        model = _with_min_score(load_model(args.model, device=args.device), args.min_score)
+    model = None if args.labels else _load_model(args)
     summary = measure_images(
         args.images,
         args.out,
@@ -305,12 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["astro", "cort", "shsy5y"],
         help="use this cell type's thresholds for every image (default: predicted per image)",
     )
-    p.add_argument(
-        "--min-score",
-        type=float,
-        help="drop cells whose mean foreground probability is below this (default: the model's "
-        "value per cell type, tuned on the competition's annotations; 0 keeps every cell)",
-    )
+    _add_min_score_option(p)
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_predict)
 
@@ -349,12 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--describe", action="store_true", help="print the output columns and exit")
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
-    p.add_argument(
-        "--min-score",
-        type=float,
-        help="drop cells whose mean foreground probability is below this (default: the model's "
-        "value per cell type, tuned on the competition's annotations; 0 keeps every cell)",
-    )
+    _add_min_score_option(p)
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_measure)
     return parser

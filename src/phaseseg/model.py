@@ -120,14 +120,13 @@ def widen(old_net: UNet, config: NetConfig) -> UNet:
         raise ValueError(f"cannot widen {old_net.config} to {config}")
     new_net = UNet(config)
     old_ch, new_ch = old_net.config.channels, config.channels
-    levels = range(len(old_ch))
 
     def inputs_of(block_inputs: list[int], chs: tuple[int, ...]) -> list[int]:
         return [1 if i < 0 else chs[i] for i in block_inputs]
 
     # (old module, new module, the levels whose channels it reads, concatenated in this order)
     pairs: list[tuple[nn.Module, nn.Module, list[int]]] = []
-    for i in levels:
+    for i in range(len(old_ch)):
         for k, (old, new) in enumerate(zip(old_net.down[i], new_net.down[i], strict=True)):
             pairs.append((old, new, [i - 1] if k == 0 else [i]))
     for j, i in enumerate(reversed(range(len(old_ch) - 1))):
