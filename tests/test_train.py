@@ -10,10 +10,11 @@ import pytest
 import torch
 from synthetic import make_dataset
 
+from phaseseg import train
 from phaseseg.checkpoint import load_model_file
 from phaseseg.cli import main
 from phaseseg.segmenter import load_model
-from phaseseg.train import TrainConfig, fit
+from phaseseg.train import TrainConfig, fit, update_ema
 
 TINY_NET = {"channels": [4, 8, 16], "convs_per_block": 1, "n_cell_types": 3}
 
@@ -84,6 +85,45 @@ def test_init_with_a_wider_net_grows_the_model(dataset, tmp_path):
     first = "down.0.0.0.weight"
     assert b["state_dict"][first].shape[0] == 8
     assert torch.equal(b["state_dict"][first][:4], a["state_dict"][first])
+
+
+def test_update_ema_averages_floats_and_copies_counters():
+    net, ema = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+        ema.weight.fill_(0.0)
+    net.num_batches_tracked.fill_(7)
+    update_ema(ema, net, decay=0.9, step=1000)
+    assert torch.allclose(ema.weight, torch.full((3,), 0.2))
+    assert ema.num_batches_tracked.item() == 7
+    update_ema(ema, net, decay=0.9, step=0)  # early on the average follows the weights quickly
+    assert torch.allclose(ema.weight, torch.full((3,), 0.2 + 1.8 * 0.9))
+
+
+def test_ema_weights_are_scored_and_resumed(dataset, tmp_path, monkeypatch):
+    """With ``ema_decay`` both weight sets are scored at each evaluation, and the moving
+    average survives an interruption: a resumed run ends where an uninterrupted one does."""
+    cfg = tiny_config(steps=6, eval_every=3, ema_decay=0.9)
+    fit(dataset, tmp_path / "a.pt", cfg, device="cpu")
+    payload = load_model_file(tmp_path / "a.pt")
+    assert [("ema" in r) for r in payload["history"]] == [True, True]
+    assert payload["scores"]["untuned"]["weights"] in ("trained", "ema")
+    real_make_batch = train.make_batch
+
+    def interrupt_at_step_4(samples, cfg, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_make_batch(samples, cfg, step)
+
+    monkeypatch.setattr(train, "make_batch", interrupt_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        fit(dataset, tmp_path / "c.pt", cfg, device="cpu")
+    monkeypatch.setattr(train, "make_batch", real_make_batch)
+    fit(dataset, tmp_path / "c.pt", cfg, resume=True, device="cpu")
+    fit(dataset, tmp_path / "d.pt", cfg, device="cpu")
+    c = torch.load(tmp_path / "c.pt.state.pt", weights_only=True)["ema"]
+    d = torch.load(tmp_path / "d.pt.state.pt", weights_only=True)["ema"]
+    assert all(torch.allclose(c[k].float(), d[k].float()) for k in c)
 
 
 def test_init_from_a_missing_file_is_a_clear_error(dataset, tmp_path, capsys):

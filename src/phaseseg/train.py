@@ -11,11 +11,15 @@
 * ``init`` starts from a model file's weights (fine-tuning, e.g. the bundled model on your own
   annotations); the file records what those weights were trained on. A ``net`` config wider
   than the file's (same depth) grows the network first (:func:`phaseseg.model.widen`);
-  otherwise the file's architecture is used.
+  otherwise the file's architecture is used;
+* ``ema_decay > 0`` keeps an exponential moving average of the weights (and BatchNorm
+  statistics) beside the trained ones; both are scored at every evaluation and the better one
+  is kept as the best checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import logging
@@ -65,6 +69,7 @@ class TrainConfig:
     touching_weight: float = 2.0
     boundary_weight: float = 0.0
     type_loss_weight: float = 0.1
+    ema_decay: float = 0.0  # 0: no moving average of the weights
     eval_every: int = 500
     checkpoint_every: int = 50
     max_val_images: int | None = None
@@ -95,6 +100,19 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
         return (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: int) -> None:
+    """``ema <- d * ema + (1 - d) * net`` over all floating-point parameters and buffers, with
+    ``d = min(decay, (1 + step) / (10 + step))`` so that early weights are forgotten quickly;
+    integer buffers (BatchNorm's batch counter) are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for e, p in zip(ema.state_dict().values(), net.state_dict().values(), strict=True):
+            if e.dtype.is_floating_point:
+                e.lerp_(p, 1.0 - d)
+            else:
+                e.copy_(p)
 
 
 def make_batch(
@@ -260,6 +278,7 @@ def fit(
         if grow:
             net = widen(net, NetConfig.from_dict(cfg.net))
     net = net.to(dev).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(net).eval() if cfg.ema_decay > 0 else None
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     state = {"step": 0, "best_score": -1.0, "history": [], "elapsed_s": 0.0}
@@ -268,6 +287,8 @@ def fit(
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"] if "ema" in saved else saved["model"])
         state = saved["state"]
         log.info("resumed from %s at step %d", _state_path(out), state["step"])
     elif resume:
@@ -299,6 +320,7 @@ def fit(
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
                     "state": state,
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
                 },
                 tmp,
             )
@@ -319,6 +341,8 @@ def fit(
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                update_ema(ema, net, cfg.ema_decay, step)
             state["step"] = step + 1
             state["elapsed_s"] = time.monotonic() - t_start
             bar.update(1)
@@ -331,19 +355,33 @@ def fit(
                     "elapsed_s": round(state["elapsed_s"], 1),
                     **scores,
                 }
-                state["history"].append(record)
                 log.info("step %d: %s", state["step"], _fmt(scores))
-                if scores["overall"] > state["best_score"]:
-                    state["best_score"] = scores["overall"]
+                candidates = [(scores["overall"], net, "trained")]
+                if ema is not None:
+                    ema_scores = score_val(
+                        val_samples, predict_val(ema, val_samples, dev), default_params
+                    )
+                    ema.eval()
+                    record["ema"] = ema_scores
+                    log.info("step %d, moving average: %s", state["step"], _fmt(ema_scores))
+                    candidates.append((ema_scores["overall"], ema, "ema"))
+                state["history"].append(record)
+                score, weights, kind = max(candidates, key=lambda c: c[0])
+                if score > state["best_score"]:
+                    state["best_score"] = score
                     save_model(
                         out,
-                        net.state_dict(),
-                        {**metadata, "postprocess": _as_dicts(default_params), "scores": record},
+                        weights.state_dict(),
+                        {
+                            **metadata,
+                            "postprocess": _as_dicts(default_params),
+                            "scores": {**record, "weights": kind},
+                        },
                     )
             elif not val_samples and done:
                 save_model(
                     out,
-                    net.state_dict(),
+                    (ema if ema is not None else net).state_dict(),
                     {**metadata, "postprocess": _as_dicts(default_params), "scores": {}},
                 )
             if state["step"] % cfg.checkpoint_every == 0 or done:
