@@ -126,6 +126,25 @@ def test_ema_weights_are_scored_and_resumed(dataset, tmp_path, monkeypatch):
     assert all(torch.allclose(c[k].float(), d[k].float()) for k in c)
 
 
+def test_resume_with_changed_settings_warns(dataset, tmp_path, monkeypatch, caplog):
+    """Resuming under other settings (e.g. a shortened schedule) is allowed but logged."""
+    real_make_batch = train.make_batch
+
+    def interrupt_at_step_2(samples, cfg, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real_make_batch(samples, cfg, step)
+
+    monkeypatch.setattr(train, "make_batch", interrupt_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(dataset, tmp_path / "m.pt", tiny_config(steps=6, eval_every=6), device="cpu")
+    monkeypatch.setattr(train, "make_batch", real_make_batch)
+    with caplog.at_level("WARNING", logger="phaseseg"):
+        cfg = tiny_config(steps=4, eval_every=4)
+        fit(dataset, tmp_path / "m.pt", cfg, resume=True, device="cpu")
+    assert "steps 6 -> 4" in caplog.text and "eval_every 6 -> 4" in caplog.text
+
+
 def test_init_from_a_missing_file_is_a_clear_error(dataset, tmp_path, capsys):
     code = main(["train", str(dataset), "--out", str(tmp_path / "m.pt"), "--init", "nope.pt"])
     assert code != 0 and "nope.pt" in capsys.readouterr().err

@@ -296,6 +296,9 @@ def fit(
             ema.load_state_dict(saved["ema"] if "ema" in saved else saved["model"])
         state = saved["state"]
         log.info("resumed from %s at step %d", _state_path(out), state["step"])
+        changed = _changed_settings(saved.get("config", {}), asdict(cfg))
+        if changed:
+            log.warning("resuming with changed settings: %s", changed)
     elif resume:
         log.warning("no training state at %s: starting from scratch", _state_path(out))
 
@@ -325,6 +328,7 @@ def fit(
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
                     "state": state,
+                    "config": asdict(cfg),
                     **({"ema": ema.state_dict()} if ema is not None else {}),
                 },
                 tmp,
@@ -440,6 +444,12 @@ def retune(model_path: str | Path, data_dir: str | Path, device: str | None = No
     meta["scores"] = {**meta.get("scores", {}), "tuned": scores}
     save_model(model_path, payload["state_dict"], meta)
     return scores
+
+
+def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``"steps 4200 -> 3600, lr 0.002 -> 0.001"`` for the keys whose values differ."""
+    keys = [k for k in new if k in old and old[k] != new[k]]
+    return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in keys)
 
 
 def _as_dicts(params: dict[str, PostprocessParams]) -> dict[str, dict]:
