@@ -54,12 +54,12 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Everything that defines a training run (saved in the model file).
 
-    The defaults are the CPU recipe of BENCHMARKS.md (fold 0 0.276 in 79 minutes on 2 cores).
+    The defaults are the CPU recipe of BENCHMARKS.md (fold 0 0.277 in 83 minutes on 2 cores).
     """
 
     val_fold: int | None = 0
     seed: int = 0
-    steps: int = 3600
+    steps: int = 4000
     batch_size: int = 8
     crop_size: int = 256
     lr: float = 2e-3
@@ -73,7 +73,7 @@ class TrainConfig:
     boundary_weight: float = 0.0
     type_loss_weight: float = 0.1
     ema_decay: float = 0.998  # 0: no moving average of the weights
-    eval_every: int = 1200
+    eval_every: int = 2000
     checkpoint_every: int = 50
     max_val_images: int | None = None
     bf16: bool = True
