@@ -1,6 +1,6 @@
 import numpy as np
 
-from phaseseg.postprocess import maps_to_labels
+from phaseseg.postprocess import distance_maxima, maps_to_labels
 from phaseseg.targets import normalized_distance
 
 
@@ -59,6 +59,20 @@ def test_h_maxima_seeds_split_cells_whose_distance_does_not_dip_below_the_thresh
     dist[10, 5] = 0.75
     assert maps_to_labels(fg, dist, 0.5, 0.5, 1, seed_h=0.1).max() == 3
     assert maps_to_labels(fg, dist, 0.5, 0.5, 1, seed_h=0.2).max() == 2
+
+
+def test_precomputed_maxima_give_the_same_labels():
+    """Threshold tuning computes the h-maxima once per height and passes them in."""
+    rng = np.random.default_rng(0)
+    truth = _two_touching_cells()
+    fg = (truth > 0).astype(float)
+    dist = np.clip(normalized_distance(truth) + rng.normal(0, 0.1, truth.shape), 0, 1) * fg
+    for seed_h, seed_t in [(0.05, 0.1), (0.1, 0.3), (0.3, 0.2)]:
+        maxima = distance_maxima(dist, seed_h)
+        direct = maps_to_labels(fg, dist, 0.5, seed_t, 1, seed_h=seed_h)
+        cached = maps_to_labels(fg, dist, 0.5, seed_t, 1, seed_h=seed_h, maxima=maxima)
+        np.testing.assert_array_equal(direct, cached)
+        assert direct.max() >= 1
 
 
 def test_uncertain_cells_are_dropped_by_their_mean_foreground_probability():

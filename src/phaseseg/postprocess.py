@@ -39,6 +39,7 @@ def maps_to_labels(
     min_size: int = 40,
     seed_h: float = 0.0,
     min_score: float = 0.0,
+    maxima: np.ndarray | None = None,
 ) -> np.ndarray:
     """Turn foreground and distance probability maps into a label image.
 
@@ -58,6 +59,9 @@ def maps_to_labels(
         distance (:func:`skimage.morphology.h_maxima`, height ``seed_h``) above ``seed_thresh``.
     min_score : float
         Cells whose mean ``foreground`` probability is below this are removed (0: keep all).
+    maxima : (H, W) bool array, optional
+        ``distance_maxima(distance, seed_h)``, computed once when trying several thresholds
+        with the same ``seed_h`` (the h-maxima are most of the time taken).
 
     Returns
     -------
@@ -72,8 +76,7 @@ def maps_to_labels(
     mask = foreground > fg_thresh
     seed_mask = mask & (distance > seed_thresh)
     if seed_h > 0:
-        dist8 = np.clip(distance * 255, 0, 255).astype(np.uint8)
-        seed_mask &= h_maxima(dist8, max(1, round(seed_h * 255))) > 0
+        seed_mask &= distance_maxima(distance, seed_h) if maxima is None else maxima
     seeds, n_seeds = ndi.label(seed_mask)
     # foreground components that hold no seed become cells of their own
     components, n_comp = ndi.label(mask)
@@ -85,6 +88,13 @@ def maps_to_labels(
     labels = remove_uncertain(remove_small(labels, min_size), foreground, min_score)
     labels, _, _ = relabel_sequential(labels)
     return labels.astype(np.int32, copy=False)
+
+
+def distance_maxima(distance: np.ndarray, seed_h: float) -> np.ndarray:
+    """(H, W) bool: the regional maxima of ``distance`` (float (H, W) in [0, 1]) at least
+    ``seed_h`` high (:func:`skimage.morphology.h_maxima` on the map scaled to 0-255)."""
+    dist8 = np.clip(distance * 255, 0, 255).astype(np.uint8)
+    return h_maxima(dist8, max(1, round(seed_h * 255))) > 0
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:

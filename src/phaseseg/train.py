@@ -41,6 +41,7 @@ from phaseseg.metrics import image_score
 from phaseseg.model import NetConfig, build_model, can_widen, widen
 from phaseseg.postprocess import (
     PostprocessParams,
+    distance_maxima,
     maps_to_labels,
     remove_small,
     remove_uncertain,
@@ -203,16 +204,20 @@ def tune_postprocess(
                 results.append((score, PostprocessParams(fg_t, seed_t, min_size)))
         score, params = max(results, key=lambda r: r[0])
         # second stage: h-maxima seeds, with the chosen foreground threshold and minimum size
-        for seed_h, seed_t in itertools.product(h_grid, (0.1, 0.2, 0.3)):
-            trial = replace(params, seed_thresh=seed_t, seed_h=seed_h)
-            trial_score = np.mean(
-                [
-                    image_score(s.labels, maps_to_labels(m[0], m[1], **trial.to_dict()))
-                    for s, m in group
-                ]
-            )
-            if trial_score > score:
-                score, params = trial_score, trial
+        for seed_h in h_grid:
+            maxima = [distance_maxima(m[1], seed_h) for _, m in group]  # once per height
+            for seed_t in (0.1, 0.2, 0.3):
+                trial = replace(params, seed_thresh=seed_t, seed_h=seed_h)
+                trial_score = np.mean(
+                    [
+                        image_score(
+                            s.labels, maps_to_labels(m[0], m[1], **trial.to_dict(), maxima=x)
+                        )
+                        for (s, m), x in zip(group, maxima, strict=True)
+                    ]
+                )
+                if trial_score > score:
+                    score, params = trial_score, trial
         # third stage: drop uncertain cells (low mean foreground probability)
         labelled = [
             (s.labels, maps_to_labels(m[0], m[1], **params.to_dict()), m[0]) for s, m in group
