@@ -100,6 +100,21 @@ def test_update_ema_averages_floats_and_copies_counters():
     assert torch.allclose(ema.weight, torch.full((3,), 0.2 + 1.8 * 0.9))
 
 
+def fit_interrupted_at(stop_step, dataset, out, cfg, monkeypatch) -> None:
+    """Run ``fit`` until a Ctrl-C arrives as batch ``stop_step`` is drawn (state is saved)."""
+    real_make_batch = train.make_batch
+
+    def interrupting(samples, cfg, step):
+        if step == stop_step:
+            raise KeyboardInterrupt
+        return real_make_batch(samples, cfg, step)
+
+    monkeypatch.setattr(train, "make_batch", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        fit(dataset, out, cfg, device="cpu")
+    monkeypatch.setattr(train, "make_batch", real_make_batch)
+
+
 def test_ema_weights_are_scored_and_resumed(dataset, tmp_path, monkeypatch):
     """With ``ema_decay`` both weight sets are scored at each evaluation, and the moving
     average survives an interruption: a resumed run ends where an uninterrupted one does."""
@@ -108,17 +123,7 @@ def test_ema_weights_are_scored_and_resumed(dataset, tmp_path, monkeypatch):
     payload = load_model_file(tmp_path / "a.pt")
     assert [("ema" in r) for r in payload["history"]] == [True, True]
     assert payload["scores"]["untuned"]["weights"] in ("trained", "ema")
-    real_make_batch = train.make_batch
-
-    def interrupt_at_step_4(samples, cfg, step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real_make_batch(samples, cfg, step)
-
-    monkeypatch.setattr(train, "make_batch", interrupt_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        fit(dataset, tmp_path / "c.pt", cfg, device="cpu")
-    monkeypatch.setattr(train, "make_batch", real_make_batch)
+    fit_interrupted_at(4, dataset, tmp_path / "c.pt", cfg, monkeypatch)
     fit(dataset, tmp_path / "c.pt", cfg, resume=True, device="cpu")
     fit(dataset, tmp_path / "d.pt", cfg, device="cpu")
     c = torch.load(tmp_path / "c.pt.state.pt", weights_only=True)["ema"]
@@ -128,17 +133,9 @@ def test_ema_weights_are_scored_and_resumed(dataset, tmp_path, monkeypatch):
 
 def test_resume_with_changed_settings_warns(dataset, tmp_path, monkeypatch, caplog):
     """Resuming under other settings (e.g. a shortened schedule) is allowed but logged."""
-    real_make_batch = train.make_batch
-
-    def interrupt_at_step_2(samples, cfg, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real_make_batch(samples, cfg, step)
-
-    monkeypatch.setattr(train, "make_batch", interrupt_at_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        fit(dataset, tmp_path / "m.pt", tiny_config(steps=6, eval_every=6), device="cpu")
-    monkeypatch.setattr(train, "make_batch", real_make_batch)
+    fit_interrupted_at(
+        2, dataset, tmp_path / "m.pt", tiny_config(steps=6, eval_every=6), monkeypatch
+    )
     with caplog.at_level("WARNING", logger="phaseseg"):
         cfg = tiny_config(steps=4, eval_every=4)
         fit(dataset, tmp_path / "m.pt", cfg, resume=True, device="cpu")
