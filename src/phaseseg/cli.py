@@ -96,7 +96,7 @@ def _cmd_eda(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_FLAGS = ("steps", "batch_size", "crop_size", "lr", "seed", "eval_every", "init")
+_TRAIN_FLAGS = ("steps", "batch_size", "crop_size", "lr", "seed", "eval_every", "init", "tune")
 
 
 def _fold(text: str) -> int | str:
@@ -126,7 +126,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     scores = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
     print(f"model written to {out}")
-    if scores:
+    if scores and "tuned" not in scores:
+        untuned = scores["untuned"]["overall"]
+        print(f"fold {cfg.val_fold} score (thresholds not tuned): {untuned:.4f}")
+    elif scores:
         tuned = scores["tuned"]
         print(
             f"fold {cfg.val_fold} score (tuned thresholds): {tuned['overall']:.4f}  "
@@ -288,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 2000)")
     p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
+    p.add_argument(
+        "--no-tune",
+        dest="tune",
+        action="store_const",
+        const=False,
+        help="skip tuning the thresholds at the end (phaseseg.train.retune does it later)",
+    )
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
     p.set_defaults(func=_cmd_train)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from phaseseg import io
 from phaseseg.targets import make_targets
 
 log = logging.getLogger(__name__)
+
+TARGET_NAMES = ("foreground", "distance", "touching")
 
 
 def normalize_image(image: np.ndarray) -> np.ndarray:
@@ -54,12 +59,16 @@ def read_folds(data_dir: Path, df: pd.DataFrame) -> pd.Series:
 
 
 def load_samples(
-    data_dir: str | Path, image_ids: list[str] | None = None, cache_dir: Path | None = None
+    data_dir: str | Path,
+    image_ids: list[str] | None = None,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
 ) -> list[Sample]:
     """Load images, label images and targets of a Sartorius-style folder.
 
-    Targets are cached (``cache_dir``, keyed by the CSV's content hash) since computing them for
-    the full set takes about a minute.
+    Images are loaded by ``workers`` processes (default: one per core). Targets are cached
+    (``cache_dir``, keyed by the CSV's content hash) since computing them for the full set takes
+    about a minute on one core.
     """
     data_dir = Path(data_dir)
     df = io.read_train_csv(data_dir / "train.csv")
@@ -70,34 +79,49 @@ def load_samples(
         digest = hashlib.sha1(pd.util.hash_pandas_object(df, index=False).to_numpy()).hexdigest()
         cache = Path(cache_dir) / f"targets-{digest[:16]}.npz"
     cached = dict(np.load(cache)) if cache is not None and cache.is_file() else {}
-    samples, new = [], {}
-    groups = df.groupby("id", sort=False)
-    for image_id, rows in tqdm(groups, total=groups.ngroups, desc="loading", unit="img"):
-        image_id = str(image_id)
-        cell_type = str(rows["cell_type"].iloc[0])
-        if cell_type not in io.CELL_TYPES:
-            raise io.PhasesegInputError(
-                f"{data_dir / 'train.csv'}: unknown cell_type {cell_type!r} for image {image_id}"
-            )
-        image = io.read_image(data_dir / "train" / f"{image_id}.png")
-        labels = io.annotations_to_labels(rows, str(data_dir / "train.csv"))
-        if image.shape != labels.shape:
-            raise io.PhasesegInputError(
-                f"{data_dir / 'train' / image_id}.png: image is {image.shape[1]}x{image.shape[0]}"
-                f" but train.csv says {labels.shape[1]}x{labels.shape[0]}"
-            )
-        if f"{image_id}/distance" in cached:
-            targets = {k: cached[f"{image_id}/{k}"] for k in ("foreground", "distance", "touching")}
+    groups = [(str(i), rows) for i, rows in df.groupby("id", sort=False)]
+    jobs = [(data_dir, i, rows, f"{i}/distance" not in cached) for i, rows in groups]
+    n_workers = min(workers or os.cpu_count() or 1, len(jobs) // 8 + 1)
+    if n_workers > 1:  # reading, RLE decoding and targets are per image: spread them over cores
+        # fork: workers share the parent's modules (no re-import of an unguarded __main__)
+        context = get_context("fork" if "fork" in get_all_start_methods() else None)
+        with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+            loaded = pool.map(_load_one, jobs, chunksize=4)
+            samples = list(tqdm(loaded, total=len(jobs), desc="loading", unit="img"))
+    else:
+        samples = [_load_one(j) for j in tqdm(jobs, desc="loading", unit="img")]
+    new = {}
+    for s in samples:
+        if s.targets:
+            new.update({f"{s.image_id}/{k}": v for k, v in s.targets.items()})
         else:
-            targets = make_targets(labels)
-            new.update({f"{image_id}/{k}": v for k, v in targets.items()})
-        samples.append(Sample(image_id, io.CELL_TYPES.index(cell_type), image, labels, targets))
+            s.targets = {k: cached[f"{s.image_id}/{k}"] for k in TARGET_NAMES}
     if cache is not None and new:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with io.atomic_path(cache) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **cached, **new)
     return samples
+
+
+def _load_one(job: tuple[Path, str, pd.DataFrame, bool]) -> Sample:
+    """One image of :func:`load_samples`: read, decode its annotations, compute its targets
+    (unless cached: then ``targets`` is left empty)."""
+    data_dir, image_id, rows, with_targets = job
+    cell_type = str(rows["cell_type"].iloc[0])
+    if cell_type not in io.CELL_TYPES:
+        raise io.PhasesegInputError(
+            f"{data_dir / 'train.csv'}: unknown cell_type {cell_type!r} for image {image_id}"
+        )
+    image = io.read_image(data_dir / "train" / f"{image_id}.png")
+    labels = io.annotations_to_labels(rows, str(data_dir / "train.csv"))
+    if image.shape != labels.shape:
+        raise io.PhasesegInputError(
+            f"{data_dir / 'train' / image_id}.png: image is {image.shape[1]}x{image.shape[0]}"
+            f" but train.csv says {labels.shape[1]}x{labels.shape[0]}"
+        )
+    targets = make_targets(labels) if with_targets else {}
+    return Sample(image_id, io.CELL_TYPES.index(cell_type), image, labels, targets)
 
 
 def random_crop(

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class TrainConfig:
     checkpoint_every: int = 50
     max_val_images: int | None = None
     bf16: bool = True
+    num_workers: int | None = None  # processes cutting batches; None: 0 on a CPU, 8 on a GPU
+    tune: bool = True  # tune the thresholds at the end (else: later, with retune())
     net: dict[str, Any] = field(
         default_factory=lambda: NetConfig(channels=(32, 32, 64, 128, 192)).to_dict()
     )
@@ -135,9 +138,40 @@ def make_batch(
     return images, targets, types
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Step ``k`` -> :func:`make_batch` ``(samples, cfg, k)``, for DataLoader worker processes."""
+
+    def __init__(self, samples: list[Sample], cfg: TrainConfig):
+        self.samples, self.cfg = samples, cfg
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return make_batch(self.samples, self.cfg, step)
+
+
+def iter_batches(
+    samples: list[Sample], cfg: TrainConfig, start: int, workers: int, pin: bool = False
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The batches of steps ``start .. cfg.steps - 1`` in order, cut by ``workers`` processes
+    (0: in this one). The same steps give the same batches whatever ``workers`` is."""
+    if workers == 0:
+        return (make_batch(samples, cfg, step) for step in range(start, cfg.steps))
+    loader = torch.utils.data.DataLoader(
+        _Batches(samples, cfg),
+        batch_size=None,
+        sampler=range(start, cfg.steps),
+        num_workers=workers,
+        pin_memory=pin,
+        prefetch_factor=4,
+    )
+    return iter(loader)
+
+
 def loss_fn(
     out: dict[str, torch.Tensor], targets: torch.Tensor, types: torch.Tensor, cfg: TrainConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """BCE on the foreground, up-weighted by ``touching_weight`` where two cells touch and by
     ``boundary_weight`` along cell outlines; BCE on the normalised distance; CE on the cell type."""
     pixel = out["pixel"].float()
@@ -148,7 +182,7 @@ def loss_fn(
     dist_loss = bce(pixel[:, 1], dist)
     type_loss = F.cross_entropy(out["cell_type"].float(), types)
     total = fg_loss + dist_loss + cfg.type_loss_weight * type_loss
-    return total, {"fg": fg_loss.item(), "dist": dist_loss.item(), "type": type_loss.item()}
+    return total, {"fg": fg_loss.detach(), "dist": dist_loss.detach(), "type": type_loss.detach()}
 
 
 def predict_val(net, samples: list[Sample], device) -> list[tuple[np.ndarray, ...]]:
@@ -249,6 +283,7 @@ def fit(
     out, data_dir = Path(out), Path(data_dir)
     dev = pick_device(device)
     torch.manual_seed(cfg.seed)
+    torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
     init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
     init = load_model_file(init_path) if init_path else None
     grow = False
@@ -341,12 +376,13 @@ def fit(
 
     default_params = {t: PostprocessParams() for t in io.CELL_TYPES}
     net.train()
+    workers = cfg.num_workers if cfg.num_workers is not None else 8 * (dev.type == "cuda")
+    batches = iter_batches(train_samples, cfg, state["step"], workers, pin=dev.type == "cuda")
     t_start = time.monotonic() - state["elapsed_s"]
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step")
     try:
-        while state["step"] < cfg.steps:
-            step = state["step"]
-            images, targets, types = (t.to(dev) for t in make_batch(train_samples, cfg, step))
+        for step, batch in zip(range(state["step"], cfg.steps), batches, strict=True):
+            images, targets, types = (t.to(dev, non_blocking=True) for t in batch)
             images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 output = net(images)
@@ -360,7 +396,9 @@ def fit(
             state["step"] = step + 1
             state["elapsed_s"] = time.monotonic() - t_start
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
+            if step % 10 == 0:  # reading a loss waits for the GPU: not at every step
+                parts = {"loss": loss, **parts}
+                bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
             done = state["step"] == cfg.steps
             if val_samples and (state["step"] % cfg.eval_every == 0 or done):
                 scores = score_val(val_samples, predict_val(net, val_samples, dev), default_params)
@@ -409,6 +447,10 @@ def fit(
 
     if not val_samples:
         return {}
+    if not cfg.tune:
+        log.info("thresholds not tuned (tune=False); phaseseg.train.retune(%s, ...) does it", out)
+        saved = load_model_file(out)["scores"]
+        return {"untuned": {"overall": state["best_score"], "step": saved["step"]}}
     # tune thresholds with the best weights
     best = load_model_file(out)
     net.load_state_dict(best["state_dict"])
