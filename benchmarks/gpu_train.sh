@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One GPU training run sized to a time budget: how the bundled model's GPU continuation was
-# trained on a lent device machine (see BENCHMARKS.md, "Training on a GPU").
+# One GPU training run sized to a time budget: how the bundled model's last run was trained on
+# a lent GPU machine (see BENCHMARKS.md, "Training on a GPU"):
 #
 #   bash benchmarks/gpu_train.sh DATA_DIR OUT_DIR MINUTES [CONFIG] [more phaseseg train flags]
+#   bash benchmarks/gpu_train.sh /tmp/sartorius runs/gpu 6.3 docs/configs/gpu.json --init M.pt
 #
 # Times the config's training step on random batches (benchmarks/steps_for_minutes.py), sets
 # --steps to what fits in MINUTES, validates at the half and the end (best weights kept) and

@@ -1,9 +1,12 @@
 """Training on a tiny synthetic set: a few steps, resume after kill -9, predict with the result."""
 
+import json
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,8 @@ from synthetic import make_dataset
 from phaseseg import train
 from phaseseg.checkpoint import load_model_file
 from phaseseg.cli import main
+from phaseseg.data import load_samples
+from phaseseg.postprocess import PostprocessParams
 from phaseseg.segmenter import load_model
 from phaseseg.train import TrainConfig, fit, update_ema
 
@@ -85,6 +90,51 @@ def test_init_with_a_wider_net_grows_the_model(dataset, tmp_path):
     first = "down.0.0.0.weight"
     assert b["state_dict"][first].shape[0] == 8
     assert torch.equal(b["state_dict"][first][:4], a["state_dict"][first])
+
+
+def test_fit_without_tuning_keeps_the_default_thresholds(dataset, tmp_path):
+    """``tune=False`` (``--no-tune``) ends after training; ``retune`` tunes the file later."""
+    scores = fit(dataset, tmp_path / "m.pt", tiny_config(tune=False), device="cpu")
+    assert "tuned" not in scores and 0.0 <= scores["untuned"]["overall"] <= 1.0
+    payload = load_model_file(tmp_path / "m.pt")
+    assert payload["postprocess"]["shsy5y"] == PostprocessParams().to_dict()
+    tuned = train.retune(tmp_path / "m.pt", dataset, device="cpu")
+    assert load_model_file(tmp_path / "m.pt")["scores"]["tuned"] == tuned
+
+
+def test_worker_processes_cut_the_same_batches(dataset):
+    """Batches depend on the step alone, not on which process cuts them."""
+    cfg = tiny_config(steps=5)
+    samples = load_samples(dataset)
+    in_process = list(train.iter_batches(samples, cfg, start=2, workers=0))
+    in_workers = list(train.iter_batches(samples, cfg, start=2, workers=2))
+    assert len(in_process) == len(in_workers) == 3
+    for a, b in zip(in_process, in_workers, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_steps_for_minutes_prints_a_step_count(tmp_path):
+    """The GPU run's sizing script times the config's step and prints how many fit."""
+    (tmp_path / "c.json").write_text(
+        json.dumps({"batch_size": 2, "crop_size": 64, "net": TINY_NET})
+    )
+    script = Path(__file__).parents[1] / "benchmarks" / "steps_for_minutes.py"
+    args = [sys.executable, str(script), "--config", str(tmp_path / "c.json"), "--minutes", "0.1"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    assert int(out.stdout) > 0 and "ms per step" in out.stderr
+
+
+def test_parallel_loading_gives_the_same_samples(tmp_path):
+    data = make_dataset(tmp_path / "data", n_images=16)
+    one = load_samples(data, workers=1)
+    two = load_samples(data, workers=2, cache_dir=tmp_path / "cache")
+    cached = load_samples(data, workers=2, cache_dir=tmp_path / "cache")
+    assert [s.image_id for s in one] == [s.image_id for s in two] == [s.image_id for s in cached]
+    for a, b, c in zip(one, two, cached, strict=True):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, c.labels)
+        for k in a.targets:
+            assert np.array_equal(a.targets[k], b.targets[k])
+            assert np.array_equal(a.targets[k], c.targets[k])
 
 
 def test_update_ema_averages_floats_and_copies_counters():
@@ -161,8 +211,6 @@ def test_resume_after_kill_9(dataset, tmp_path):
         str(tmp_path / "cfg.json"),
     ]
     cfg = tiny_config(steps=400, eval_every=400, checkpoint_every=5)
-    import json
-    from dataclasses import asdict
 
     (tmp_path / "cfg.json").write_text(json.dumps(asdict(cfg)))
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
