@@ -2,7 +2,8 @@
 
 A data folder holds ``train.csv`` (Kaggle format), ``train/<id>.png`` and optionally
 ``folds.csv`` (``id,cell_type,fold``). All images and their targets fit in memory (461 images
-take ~0.7 GB), so crops are cut in the training process itself; no worker processes.
+take ~0.7 GB), so crops are cut from arrays in memory: in the training process itself on a CPU,
+by DataLoader worker processes on a GPU (:func:`phaseseg.train.iter_batches`).
 """
 
 from __future__ import annotations

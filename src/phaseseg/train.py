@@ -4,7 +4,8 @@
   learning rate, bf16 autocast and channels-last (fast on CPUs with AVX-512 BF16 and on GPUs);
 * every ``eval_every`` steps the competition score on the validation fold; the best weights are
   written to ``out``; at the end the post-processing thresholds are tuned per cell type on the
-  validation fold and stored in the model file;
+  validation fold and stored in the model file (``tune=False`` leaves that to :func:`retune`);
+* ``num_workers`` processes cut the batches (default: none on a CPU, 8 on a GPU);
 * every ``checkpoint_every`` steps (and on Ctrl-C) a training state ``<out>.state.pt`` is
   written atomically; ``resume=True`` continues from it (also after ``kill -9``) — batches are
   drawn from ``default_rng([seed, step])``, so a resumed run sees the same data;
