@@ -98,6 +98,7 @@ def test_fit_without_tuning_keeps_the_default_thresholds(dataset, tmp_path):
     assert "tuned" not in scores and 0.0 <= scores["untuned"]["overall"] <= 1.0
     payload = load_model_file(tmp_path / "m.pt")
     assert payload["postprocess"]["shsy5y"] == PostprocessParams().to_dict()
+    assert len(payload["history"]) == 2 and payload["train_seconds"] > 0
     tuned = train.retune(tmp_path / "m.pt", dataset, device="cpu")
     assert load_model_file(tmp_path / "m.pt")["scores"]["tuned"] == tuned
 

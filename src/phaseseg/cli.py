@@ -127,8 +127,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     scores = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
     print(f"model written to {out}")
     if scores and "tuned" not in scores:
-        untuned = scores["untuned"]["overall"]
-        print(f"fold {cfg.val_fold} score (thresholds not tuned): {untuned:.4f}")
+        best = scores["untuned"]
+        kept = best["ema"] if best.get("weights") == "ema" else best
+        print(f"fold {cfg.val_fold} score (thresholds not tuned): {kept['overall']:.4f}")
     elif scores:
         tuned = scores["tuned"]
         print(

@@ -448,24 +448,22 @@ def fit(
 
     if not val_samples:
         return {}
-    if not cfg.tune:
-        log.info("thresholds not tuned (tune=False); phaseseg.train.retune(%s, ...) does it", out)
-        saved = load_model_file(out)["scores"]
-        return {"untuned": {"overall": state["best_score"], "step": saved["step"]}}
-    # tune thresholds with the best weights
     best = load_model_file(out)
-    net.load_state_dict(best["state_dict"])
-    maps = predict_val(net, val_samples, dev)
-    params, scores = tune_postprocess(val_samples, maps)
-    log.info("tuned thresholds on fold %s: %s", cfg.val_fold, _fmt(scores))
     final = {
         **metadata,
-        "postprocess": _as_dicts(params),
-        "scores": {"best_step": best["scores"]["step"], "untuned": best["scores"], "tuned": scores},
+        "postprocess": best["postprocess"],
+        "scores": {"best_step": best["scores"]["step"], "untuned": best["scores"]},
         "history": state["history"],
         "train_seconds": round(state["elapsed_s"], 1),
     }
-    save_model(out, net.state_dict(), final)
+    if cfg.tune:  # tune thresholds with the best weights
+        net.load_state_dict(best["state_dict"])
+        params, scores = tune_postprocess(val_samples, predict_val(net, val_samples, dev))
+        log.info("tuned thresholds on fold %s: %s", cfg.val_fold, _fmt(scores))
+        final["postprocess"], final["scores"]["tuned"] = _as_dicts(params), scores
+    else:
+        log.info("thresholds not tuned (tune=False); phaseseg.train.retune(%s, ...) does it", out)
+    save_model(out, best["state_dict"], final)
     return final["scores"]
 
 
