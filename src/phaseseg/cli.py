@@ -284,12 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fold held out for validation and tuning (default 0; 'none' trains on everything)",
     )
     p.add_argument("--config", help="JSON file of training options (flags override it)")
-    p.add_argument("--steps", type=int, help="optimisation steps (default 4000)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 3800)")
     p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
     p.add_argument("--crop-size", type=int, help="crop side in pixels (default 256)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--eval-every", type=int, help="validate every N steps (default 2000)")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default 1900)")
     p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     p.add_argument(
