@@ -1,11 +1,11 @@
 """How many training steps fit in a time budget on this machine's device.
 
-    python benchmarks/steps_for_minutes.py --config gpu.json --minutes 7 [--init bundled]
+    python benchmarks/steps_for_minutes.py --config docs/configs/gpu.json --minutes 7
 
-Times forward, backward, optimiser and moving-average steps of the config's network on random
-batches of its batch and crop size (after warm-up; data loading is not included: on a GPU the
-batches are cut by worker processes in parallel) and prints ``int(minutes * 60 / seconds per
-step)``. Used to size GPU runs that must end within a time limit.
+Times the training step of ``fit`` (forward, backward, optimiser, moving average) with the
+config's network on a random batch of its batch and crop size, after warm-up (data loading is
+not included: on a GPU the batches are cut by worker processes in parallel) and prints
+``int(minutes * 60 / seconds per step)``. Used to size GPU runs that must end within a time limit.
 """
 
 from __future__ import annotations
@@ -19,35 +19,24 @@ import torch
 
 from phaseseg.model import build_model
 from phaseseg.segmenter import pick_device
-from phaseseg.train import TrainConfig, loss_fn, update_ema
+from phaseseg.train import TrainConfig, train_step
 
 
 def seconds_per_step(cfg: TrainConfig, device: torch.device, n: int = 30) -> float:
+    """Mean wall time of :func:`phaseseg.train.train_step` on a random batch, after warm-up."""
     torch.backends.cudnn.benchmark = True
     net = build_model(cfg.net).to(device).to(memory_format=torch.channels_last).train()
     ema = copy.deepcopy(net)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     b, s = cfg.batch_size, cfg.crop_size
-    images = torch.randn(b, 1, s, s, device=device).contiguous(memory_format=torch.channels_last)
-    targets = torch.rand(b, 4, s, s, device=device).round()
-    types = torch.randint(0, 3, (b,), device=device)
-
-    def step(k: int) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = net(images)
-        loss, _ = loss_fn(out, targets, types, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        update_ema(ema, net, cfg.ema_decay, k)
-
+    batch = (torch.randn(b, 1, s, s), torch.rand(b, 4, s, s).round(), torch.randint(0, 3, (b,)))
     for k in range(10):
-        step(k)
+        train_step(net, opt, ema, batch, cfg, k)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
     for k in range(n):
-        step(k)
+        train_step(net, opt, ema, batch, cfg, k)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t) / n

@@ -187,6 +187,30 @@ def loss_fn(
     return total, {"fg": fg_loss.detach(), "dist": dist_loss.detach(), "type": type_loss.detach()}
 
 
+def train_step(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    ema: torch.nn.Module | None,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    step: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step on ``batch`` (images, targets, cell types; moved to the network's
+    device here), then the moving-average update; returns :func:`loss_fn`'s loss and parts."""
+    device = next(net.parameters()).device
+    images, targets, types = (t.to(device, non_blocking=True) for t in batch)
+    images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        output = net(images)
+    loss, parts = loss_fn(output, targets, types, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if ema is not None:
+        update_ema(ema, net, cfg.ema_decay, step)
+    return loss, parts
+
+
 def predict_val(net, samples: list[Sample], device) -> list[tuple[np.ndarray, ...]]:
     """Network maps ``(fg, dist, type_probs)`` of every validation sample."""
     net.eval()
@@ -384,17 +408,8 @@ def fit(
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step")
     try:
         for step, batch in zip(range(state["step"], cfg.steps), batches, strict=True):
-            images, targets, types = (t.to(dev, non_blocking=True) for t in batch)
-            images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                output = net(images)
-            loss, parts = loss_fn(output, targets, types, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, parts = train_step(net, opt, ema, batch, cfg, step)
             sched.step()
-            if ema is not None:
-                update_ema(ema, net, cfg.ema_decay, step)
             state["step"] = step + 1
             state["elapsed_s"] = time.monotonic() - t_start
             bar.update(1)
