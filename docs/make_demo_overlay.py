@@ -9,7 +9,6 @@ right the cells found (``--cell-type shsy5y --min-score 0``), one outline per ce
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     image = read_image(SAMPLE)
     model = load_model(args.model)
-    model.postprocess = {k: replace(v, min_score=0.0) for k, v in model.postprocess.items()}
+    model.set_min_score(0.0)
     labels = model.segment_full(image, cell_type="shsy5y").labels
     crop, cells = image[REGION], labels[REGION]
     crop, cells = (np.kron(a, np.ones((ZOOM, ZOOM), dtype=a.dtype)) for a in (crop, cells))

@@ -115,3 +115,12 @@ def test_min_score_override_keeps_or_drops_low_confidence_cells(tmp_path):
         counts[value] = int(read_labels(next(out.iterdir())).max())
     # the bundled model's tuned shsy5y min_score lies between 0 and 0.95
     assert counts["0"] > counts[None] > counts["0.95"]
+
+
+def test_set_min_score_applies_to_every_cell_type_and_rejects_out_of_range():
+    model = load_model()
+    model.set_min_score(0.3)
+    assert {p.min_score for p in model.postprocess.values()} == {0.3}
+    with pytest.raises(io.PhasesegInputError, match="must lie in"):
+        model.set_min_score(1.5)
+    assert {p.min_score for p in model.postprocess.values()} == {0.3}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from phaseseg import __version__
@@ -149,9 +148,7 @@ def _load_model(args: argparse.Namespace):
         raise PhasesegInputError(f"--min-score {args.min_score}: must lie in [0, 1]")
     model = load_model(args.model, device=args.device)
     if args.min_score is not None:
-        model.postprocess = {
-            k: replace(v, min_score=args.min_score) for k, v in model.postprocess.items()
-        }
+        model.set_min_score(args.min_score)
     return model
 
 
@@ -284,12 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fold held out for validation and tuning (default 0; 'none' trains on everything)",
     )
     p.add_argument("--config", help="JSON file of training options (flags override it)")
-    p.add_argument("--steps", type=int, help="optimisation steps (default 3800)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 5000)")
     p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
     p.add_argument("--crop-size", type=int, help="crop side in pixels (default 256)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--eval-every", type=int, help="validate every N steps (default 1900)")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default 2500)")
     p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     p.add_argument(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,12 @@ class Segmenter:
         self.net = net.to(self.device).to(memory_format=torch.channels_last).eval()
         self.postprocess = postprocess
         self.metadata = metadata or {}
+
+    def set_min_score(self, min_score: float) -> None:
+        """Use one ``min_score`` in [0, 1] for every cell type (0 keeps low-confidence cells)."""
+        if not 0 <= min_score <= 1:
+            raise PhasesegInputError(f"min_score {min_score}: must lie in [0, 1]")
+        self.postprocess = {k: replace(v, min_score=min_score) for k, v in self.postprocess.items()}
 
     def segment_full(
         self, image: np.ndarray, tta: bool = False, cell_type: str | None = None

@@ -63,7 +63,7 @@ class TrainConfig:
 
     val_fold: int | None = 0
     seed: int = 0
-    steps: int = 3800
+    steps: int = 5000
     batch_size: int = 8
     crop_size: int = 256
     lr: float = 2e-3
@@ -77,7 +77,7 @@ class TrainConfig:
     boundary_weight: float = 0.0
     type_loss_weight: float = 0.1
     ema_decay: float = 0.998  # 0: no moving average of the weights
-    eval_every: int = 1900
+    eval_every: int = 2500
     checkpoint_every: int = 50
     max_val_images: int | None = None
     bf16: bool = True
