@@ -62,10 +62,11 @@ def main() -> None:
         params, _ = tune_postprocess([samples[i] for i in tune_on], [maps[i] for i in tune_on])
         for i in score_on:
             per_image[i] = score_val([samples[i]], [maps[i]], params)["overall"]
-    cross = {
-        name: float(np.mean([v for i, v in per_image.items() if samples[i].cell_type == t]))
+    by_type = {
+        name: [v for i, v in per_image.items() if samples[i].cell_type == t]
         for t, name in enumerate(io.CELL_TYPES)
     }
+    cross = {name: float(np.mean(v)) for name, v in by_type.items() if v}
     cross["overall"] = float(np.mean(list(per_image.values())))
     result = {
         "model": str(args.model or "bundled"),
@@ -76,11 +77,7 @@ def main() -> None:
         "tuned_on_other_half": cross,
     }
     for key in ("stored_thresholds", "tuned_in_sample", "tuned_on_other_half"):
-        s = result[key]
-        print(
-            f"{key:20s} overall {s['overall']:.4f}  "
-            + "  ".join(f"{t} {s[t]:.4f}" for t in io.CELL_TYPES)
-        )
+        print(f"{key:20s} " + "  ".join(f"{k} {v:.4f}" for k, v in result[key].items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

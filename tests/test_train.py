@@ -250,3 +250,15 @@ def test_train_cli_bad_fold_is_a_usage_error(capsys):
         main(["train", "data", "--out", "m.pt", "--val-fold", "abc"])
     assert exit_info.value.code == 2
     assert "fold number or 'none'" in capsys.readouterr().err
+
+
+def test_threshold_optimism_tunes_on_one_half_and_scores_the_other(dataset, tmp_path):
+    fit(dataset, tmp_path / "m.pt", tiny_config(), device="cpu")
+    script = Path(__file__).parents[1] / "benchmarks" / "threshold_optimism.py"
+    args = [sys.executable, str(script), "--model", str(tmp_path / "m.pt"), "--data", str(dataset)]
+    subprocess.run([*args, "--json", str(tmp_path / "o.json")], check=True, capture_output=True)
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert result["images"] == 2  # fold 0 of the synthetic set: two astro images, one per half
+    held_out = result["tuned_on_other_half"]
+    assert set(held_out) == {"astro", "overall"} and 0.0 <= held_out["overall"] <= 1.0
+    assert held_out["astro"] == held_out["overall"]
