@@ -142,10 +142,10 @@ def _load_model(args: argparse.Namespace):
     """The model of ``--model`` (default: bundled) on ``--device``, with ``--min-score``
     overriding its tuned per-type ``min_score`` (0 keeps low-confidence cells); the value is
     checked before the model is loaded."""
-    from phaseseg.segmenter import load_model
+    from phaseseg.segmenter import check_min_score, load_model
 
-    if args.min_score is not None and not 0 <= args.min_score <= 1:
-        raise PhasesegInputError(f"--min-score {args.min_score}: must lie in [0, 1]")
+    if args.min_score is not None:
+        check_min_score(args.min_score, "--min-score")
     model = load_model(args.model, device=args.device)
     if args.min_score is not None:
         model.set_min_score(args.min_score)

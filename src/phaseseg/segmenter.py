@@ -70,6 +70,12 @@ class Segmentation:
     distance: np.ndarray  # float32 (H, W)
 
 
+def check_min_score(value: float, name: str = "min_score") -> None:
+    """Raise :class:`PhasesegInputError` (naming ``name``) unless ``value`` lies in [0, 1]."""
+    if not 0 <= value <= 1:
+        raise PhasesegInputError(f"{name} {value}: must lie in [0, 1]")
+
+
 class Segmenter:
     """A network with its post-processing thresholds, ready to segment images."""
 
@@ -87,8 +93,7 @@ class Segmenter:
 
     def set_min_score(self, min_score: float) -> None:
         """Use one ``min_score`` in [0, 1] for every cell type (0 keeps low-confidence cells)."""
-        if not 0 <= min_score <= 1:
-            raise PhasesegInputError(f"min_score {min_score}: must lie in [0, 1]")
+        check_min_score(min_score)
         self.postprocess = {k: replace(v, min_score=min_score) for k, v in self.postprocess.items()}
 
     def segment_full(
