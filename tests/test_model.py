@@ -25,6 +25,25 @@ def test_forward_shapes():
     assert TINY.stride == 4
 
 
+def test_input_scale_runs_on_the_enlarged_image_and_answers_on_the_image_grid():
+    torch.manual_seed(0)
+    net = build_model(TINY).eval()
+    big = build_model(NetConfig(channels=(4, 8, 16), convs_per_block=1, input_scale=2.0)).eval()
+    big.load_state_dict(net.state_dict())
+    x = torch.randn(1, 1, 20, 28)
+    out = big(x)
+    assert out["pixel"].shape == (1, 2, 20, 28) and out["cell_type"].shape == (1, 3)
+    # the same as enlarging by hand, running the plain network and averaging 2x2 blocks
+    up = torch.nn.functional.interpolate(x, size=(40, 56), mode="bilinear", align_corners=False)
+    want = torch.nn.functional.avg_pool2d(net(up)["pixel"], 2)
+    assert torch.allclose(out["pixel"], want, atol=1e-5)
+    assert not torch.allclose(out["pixel"], net(x)["pixel"], atol=1e-2)
+    # a scale that does not divide the stride still answers on the image grid
+    odd = build_model(NetConfig(channels=(4, 8, 16), convs_per_block=1, input_scale=1.5)).eval()
+    assert odd(x)["pixel"].shape == (1, 2, 20, 28)
+    assert NetConfig.from_dict({"channels": [4, 8]}).input_scale == 1.0  # older model files
+
+
 def test_widen_keeps_the_function_and_adds_trainable_channels():
     torch.manual_seed(0)
     old = build_model(NetConfig(channels=(4, 8, 16), convs_per_block=2))

@@ -86,10 +86,26 @@ def test_init_with_a_wider_net_grows_the_model(dataset, tmp_path):
     cfg = tiny_config(steps=2, eval_every=2, lr=0.0, init=str(tmp_path / "a.pt"), net=wide)
     fit(dataset, tmp_path / "b.pt", cfg, device="cpu")
     a, b = (load_model_file(tmp_path / n) for n in ("a.pt", "b.pt"))
-    assert b["net"] == wide and a["net"] == TINY_NET
+    assert b["net"] == {**wide, "input_scale": 1.0} and a["net"] == {**TINY_NET, "input_scale": 1.0}
     first = "down.0.0.0.weight"
     assert b["state_dict"][first].shape[0] == 8
     assert torch.equal(b["state_dict"][first][:4], a["state_dict"][first])
+
+
+def test_init_at_another_input_scale_keeps_the_weights(dataset, tmp_path):
+    """``input_scale`` re-trains a model's weights on enlarged images; later fine-tunes keep it."""
+    fit(dataset, tmp_path / "a.pt", tiny_config(steps=3, eval_every=3), device="cpu")
+    cfg = tiny_config(steps=2, eval_every=2, lr=0.0, init=str(tmp_path / "a.pt"), input_scale=2.0)
+    fit(dataset, tmp_path / "b.pt", cfg, device="cpu")
+    a, b = (load_model_file(tmp_path / n) for n in ("a.pt", "b.pt"))
+    assert a["net"]["input_scale"] == 1.0 and b["net"] == {**a["net"], "input_scale": 2.0}
+    first = "down.0.0.0.weight"
+    assert torch.equal(b["state_dict"][first], a["state_dict"][first])
+    cfg = tiny_config(steps=2, eval_every=2, init=str(tmp_path / "b.pt"))
+    fit(dataset, tmp_path / "c.pt", cfg, device="cpu")
+    assert load_model_file(tmp_path / "c.pt")["net"]["input_scale"] == 2.0
+    labels = load_model(tmp_path / "c.pt", device="cpu").segment(np.zeros((70, 90), np.uint8))
+    assert labels.shape == (70, 90)
 
 
 def test_fit_without_tuning_keeps_the_default_thresholds(dataset, tmp_path):

@@ -95,7 +95,17 @@ def _cmd_eda(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_FLAGS = ("steps", "batch_size", "crop_size", "lr", "seed", "eval_every", "init", "tune")
+_TRAIN_FLAGS = (
+    "steps",
+    "batch_size",
+    "crop_size",
+    "lr",
+    "seed",
+    "eval_every",
+    "init",
+    "tune",
+    "input_scale",
+)
 
 
 def _fold(text: str) -> int | str:
@@ -285,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
     p.add_argument("--crop-size", type=int, help="crop side in pixels (default 256)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        help="the network works on images enlarged by this factor (default: --init's, else 1)",
+    )
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 2500)")
     p.add_argument("--init", help="start from this model file's weights (fine-tuning)")

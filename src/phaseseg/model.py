@@ -1,6 +1,9 @@
 """The network: a compact U-Net with a per-pixel head and an image-level cell-type head.
 
 Input: float32 ``(B, 1, H, W)`` normalised image, H and W multiples of ``2 ** (len(channels) - 1)``.
+With ``input_scale`` s != 1 the network enlarges the image to ``(ceil(s*H), ceil(s*W))``
+(rounded up to the stride, bilinear), runs there, and area-averages the pixel logits back to
+``(H, W)``: a finer working resolution for small cells, with outputs on the image's own grid.
 Output: a dict with
 
 * ``"pixel"``: ``(B, 2, H, W)`` logits — channel 0 foreground, channel 1 normalised distance to
@@ -10,6 +13,7 @@ Output: a dict with
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -26,6 +30,7 @@ class NetConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128, 192)
     convs_per_block: int = 2
     n_cell_types: int = 3
+    input_scale: float = 1.0  # the network works on the image enlarged by this factor
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,6 +81,18 @@ class UNet(nn.Module):
         self.type_head = nn.Linear(ch[-1], config.n_cell_types)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        scale = self.config.input_scale
+        if scale != 1.0:
+            st = self.config.stride
+            big = [math.ceil(n * scale / st) * st for n in size]
+            x = F.interpolate(x, size=big, mode="bilinear", align_corners=False)
+        out = self._forward(x)
+        if scale != 1.0:
+            out["pixel"] = F.adaptive_avg_pool2d(out["pixel"], size)
+        return out
+
+    def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         skips = []
         for i, block in enumerate(self.down):
             if i:
@@ -103,6 +120,7 @@ def can_widen(old: NetConfig, new: NetConfig) -> bool:
         len(old.channels) == len(new.channels)
         and old.convs_per_block == new.convs_per_block
         and old.n_cell_types == new.n_cell_types
+        and old.input_scale == new.input_scale
         and all(n >= o for n, o in zip(new.channels, old.channels, strict=True))
         and new.channels != old.channels
     )

@@ -87,6 +87,7 @@ class TrainConfig:
         default_factory=lambda: NetConfig(channels=(32, 48, 96, 128, 192)).to_dict()
     )
     init: str | None = None  # start from this model file's weights ("bundled": the default)
+    input_scale: float | None = None  # network's working scale; None: init's, else 1.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -313,14 +314,22 @@ def fit(
     init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
     init = load_model_file(init_path) if init_path else None
     grow = False
-    if init is not None and init["net"] != cfg.net:
-        grow = can_widen(NetConfig.from_dict(init["net"]), NetConfig.from_dict(cfg.net))
+    init_net = NetConfig.from_dict(init["net"]) if init is not None else None
+    scale = cfg.input_scale or (init_net.input_scale if init_net else 1.0)
+    cfg.net = replace(NetConfig.from_dict(cfg.net), input_scale=scale).to_dict()
+    if init_net is not None and replace(init_net, input_scale=scale).to_dict() != cfg.net:
+        grow = can_widen(replace(init_net, input_scale=scale), NetConfig.from_dict(cfg.net))
         if grow:
             old_ch, new_ch = init["net"]["channels"], cfg.net["channels"]
             log.info("widening %s from %s to %s channels", init_path, old_ch, new_ch)
-        else:
+    if init_net is not None and not grow:
+        if replace(init_net, input_scale=scale).to_dict() != cfg.net:
             log.info("using the architecture of %s: %s", init_path, init["net"])
-            cfg.net = dict(init["net"])
+        cfg.net = replace(init_net, input_scale=scale).to_dict()
+    if init_net is not None and scale != init_net.input_scale:
+        log.info(
+            "input scale %s (the initial weights were trained at %s)", scale, init_net.input_scale
+        )
     df = io.read_train_csv(data_dir / "train.csv")
     folds = read_folds(data_dir, df)
     if cfg.val_fold is not None and not (folds == cfg.val_fold).any():
@@ -344,7 +353,7 @@ def fit(
     if init is None:
         net = build_model(cfg.net)
     else:
-        net = build_model(init["net"])
+        net = build_model(replace(init_net, input_scale=scale))
         net.load_state_dict(init["state_dict"])
         if grow:
             net = widen(net, NetConfig.from_dict(cfg.net))
