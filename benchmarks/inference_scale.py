@@ -22,8 +22,8 @@ from skimage.transform import resize
 
 from phaseseg import io
 from phaseseg.metrics import image_score
-from phaseseg.postprocess import maps_to_labels
-from phaseseg.segmenter import load_model, predict_maps
+from phaseseg.segment.postprocess import maps_to_labels
+from phaseseg.segment.segmenter import load_model, predict_maps
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
 FACTORS = {"astro": (0.5, 0.75, 1.0), "cort": (1.0, 1.5), "shsy5y": (1.0, 1.5, 2.0)}

@@ -24,11 +24,11 @@ import numpy as np
 from skimage.segmentation import watershed
 
 from phaseseg import io
-from phaseseg.data import load_samples, read_folds
 from phaseseg.metrics import image_score, iou_matrix
-from phaseseg.postprocess import maps_to_labels
-from phaseseg.segmenter import load_model, predict_maps
-from phaseseg.targets import normalized_distance
+from phaseseg.segment.postprocess import maps_to_labels
+from phaseseg.segment.segmenter import load_model, predict_maps
+from phaseseg.train.samples import load_samples, read_folds
+from phaseseg.train.targets import normalized_distance
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
 

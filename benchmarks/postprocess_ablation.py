@@ -20,10 +20,10 @@ from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels
 
 from phaseseg import io
-from phaseseg.data import load_samples
 from phaseseg.metrics import image_score, iou_matrix
-from phaseseg.postprocess import maps_to_labels
-from phaseseg.segmenter import load_model, predict_maps
+from phaseseg.segment.postprocess import maps_to_labels
+from phaseseg.segment.segmenter import load_model, predict_maps
+from phaseseg.train.samples import load_samples
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from phaseseg import io
-from phaseseg.segmenter import load_model
+from phaseseg.segment.segmenter import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
 

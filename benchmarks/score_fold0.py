@@ -20,8 +20,8 @@ import pandas as pd
 
 from phaseseg import io
 from phaseseg.metrics import score_tables
-from phaseseg.predict import predict_images
-from phaseseg.segmenter import load_model
+from phaseseg.segment.predict import predict_images
+from phaseseg.segment.segmenter import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
 

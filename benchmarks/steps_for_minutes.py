@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from phaseseg.model import build_model
-from phaseseg.segmenter import pick_device
+from phaseseg.nn.model import build_model
+from phaseseg.segment.segmenter import pick_device
 from phaseseg.train import TrainConfig, train_step
 
 

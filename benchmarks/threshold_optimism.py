@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from phaseseg import io
-from phaseseg.data import Sample, load_samples, read_folds
-from phaseseg.segmenter import load_model
+from phaseseg.segment.segmenter import load_model
 from phaseseg.train import predict_val, score_val, tune_postprocess
+from phaseseg.train.samples import Sample, load_samples, read_folds
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
 

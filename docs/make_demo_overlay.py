@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from phaseseg.analysis.overlays import overlay, write_png
 from phaseseg.io import read_image
-from phaseseg.predict import overlay, write_png
-from phaseseg.segmenter import load_model
+from phaseseg.segment.segmenter import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "SHSY5Y_Phase_B10_1_01d12h00m_1.tif"

@@ -11,9 +11,9 @@ from synthetic import blob_image, blob_labels
 
 from phaseseg import io
 from phaseseg.cli import main
-from phaseseg.dataset import build_dataset, pair_label_images
-from phaseseg.formats import write_coco
+from phaseseg.io.formats import write_coco
 from phaseseg.train import TrainConfig, fit
+from phaseseg.train.make_dataset import build_dataset, pair_label_images
 
 TINY_NET = {"channels": [4, 8, 16], "convs_per_block": 1, "n_cell_types": 3}
 

@@ -1,4 +1,4 @@
-"""Tests of the EDA report (phaseseg.eda, phaseseg.report) and the ``eda`` command."""
+"""Tests of the EDA report (phaseseg.analysis.eda and .report) and the ``eda`` command."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from phaseseg.analysis.eda import FIGURES, collect_stats, summarize, write_eda_report
+from phaseseg.analysis.overlays import overlay_annotations
 from phaseseg.cli import main
-from phaseseg.eda import FIGURES, collect_stats, overlay, summarize, write_eda_report
 from phaseseg.io import rle_encode
 
 SHAPE = (40, 56)  # (height, width) of the synthetic images
@@ -93,7 +94,7 @@ def test_summarize(dataset):
 
 def test_overlay_draws_contours_only_on_edges(dataset):
     ex = collect_stats(dataset).examples["shsy5y"]  # one 6x6 cell at rows/cols 10-15
-    rgb = overlay(ex)
+    rgb = overlay_annotations(ex)
     assert rgb.shape == (*SHAPE, 3) and rgb.min() >= 0 and rgb.max() <= 1
     colored = np.ptp(rgb, axis=2) > 1e-9
     expected = box(10, 16, 10, 16) & ~box(11, 15, 11, 15)  # the 1-px inner boundary

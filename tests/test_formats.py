@@ -1,4 +1,4 @@
-"""Tests of phaseseg.formats: COCO JSON (polygons, RLE) and label images."""
+"""Tests of phaseseg.io.formats: COCO JSON (polygons, RLE) and label images."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage.draw import disk, ellipse
 
-from phaseseg.formats import (
+from phaseseg.io import PhasesegInputError, iter_image_labels, read_train_csv
+from phaseseg.io.formats import (
     coco_rle_decode,
     coco_rle_encode,
     compress_coco_counts,
@@ -26,7 +27,6 @@ from phaseseg.formats import (
     write_coco,
     write_labels,
 )
-from phaseseg.io import PhasesegInputError, iter_image_labels, read_train_csv
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 15))
 masks = shapes.flatmap(lambda s: hnp.arrays(bool, s))
@@ -327,7 +327,7 @@ def test_read_labels_accepts_common_layouts(tmp_path, caplog):
     palette.save(tmp_path / "p.png")
     assert np.array_equal(read_labels(tmp_path / "p.png") > 0, labels > 0)
     tifffile.imwrite(tmp_path / "f.tif", labels.astype(np.float32))
-    with caplog.at_level(logging.WARNING, logger="phaseseg.formats"):
+    with caplog.at_level(logging.WARNING, logger="phaseseg.io.formats"):
         assert np.array_equal(read_labels(tmp_path / "f.tif"), labels)
     assert "converted to integers" in caplog.text
 

@@ -11,10 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from phaseseg.cli import main
-from phaseseg.formats import read_labels, write_labels
-from phaseseg.io import PhasesegInputError
-from phaseseg.measure import (
+from phaseseg.analysis.measure import (
     COLUMNS,
     compile_time_pattern,
     describe_columns,
@@ -23,6 +20,9 @@ from phaseseg.measure import (
     summarize_image,
     timecourse,
 )
+from phaseseg.cli import main
+from phaseseg.io import PhasesegInputError
+from phaseseg.io.formats import read_labels, write_labels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -270,9 +270,9 @@ def test_cli_measure_without_time_points(tmp_path, capsys):
 
 
 def test_cli_measure_with_a_tiny_model(tmp_path, capsys):
-    from phaseseg.checkpoint import save_model
-    from phaseseg.model import NetConfig, build_model
-    from phaseseg.postprocess import PostprocessParams
+    from phaseseg.nn.checkpoint import save_model
+    from phaseseg.nn.model import NetConfig, build_model
+    from phaseseg.segment.postprocess import PostprocessParams
 
     tiny = NetConfig(channels=(4, 8, 16), convs_per_block=1)
     torch.manual_seed(0)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from phaseseg.checkpoint import FORMAT, load_model_file, save_model
 from phaseseg.io import PhasesegInputError
-from phaseseg.model import NetConfig, build_model, can_widen, widen
-from phaseseg.postprocess import PostprocessParams
-from phaseseg.segmenter import Segmenter, load_model
+from phaseseg.nn.checkpoint import FORMAT, load_model_file, save_model
+from phaseseg.nn.model import NetConfig, build_model, can_widen, widen
+from phaseseg.segment.postprocess import PostprocessParams
+from phaseseg.segment.segmenter import Segmenter, load_model
 
 TINY = NetConfig(channels=(4, 8, 16), convs_per_block=1)
 

@@ -11,6 +11,7 @@ ROWS = (
     "phaseseg (bundled model)",
     "classical (skimage)",
     "Cellpose 3",
+    "InstanSeg",
     "Cellpose 4 (Cellpose-SAM)",
     "torchvision Mask R-CNN",
 )
@@ -31,9 +32,11 @@ def test_quick_harness_writes_table_and_plot(shared_data: Path, tmp_path: Path) 
     for row in rows[1:3]:
         overall = float(row.split(" | ")[1])
         assert 0.0 <= overall <= 1.0
-    cellpose = rows[3]  # runs where its venv exists (`make cellpose-venv`), else says why not
-    assert "not run:" in cellpose or 0.0 <= float(cellpose.split(" | ")[1]) <= 1.0
-    for row in rows[4:]:
+    # Cellpose 3 and InstanSeg run where their venvs exist (`make cellpose-venv`,
+    # `make instanseg-venv`), else say why not
+    for peer in rows[3:5]:
+        assert "not run:" in peer or 0.0 <= float(peer.split(" | ")[1]) <= 1.0
+    for row in rows[5:]:
         assert "not run:" in row
     png = (tmp_path / "results.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 1000

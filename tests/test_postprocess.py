@@ -1,7 +1,7 @@
 import numpy as np
 
-from phaseseg.postprocess import distance_maxima, maps_to_labels
-from phaseseg.targets import normalized_distance
+from phaseseg.segment.postprocess import distance_maxima, maps_to_labels
+from phaseseg.train.targets import normalized_distance
 
 
 def _two_touching_cells():

@@ -9,9 +9,9 @@ from PIL import Image
 
 from phaseseg import io
 from phaseseg.cli import main
-from phaseseg.formats import read_labels
-from phaseseg.segmenter import BUNDLED_MODEL, load_model
-from phaseseg.submission import validate_submission
+from phaseseg.io.formats import read_labels
+from phaseseg.io.submission import validate_submission
+from phaseseg.segment.segmenter import BUNDLED_MODEL, load_model
 
 
 def test_bundled_model_loads_with_its_metadata():

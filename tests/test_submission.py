@@ -1,4 +1,4 @@
-"""Tests of phaseseg.submission and the validate-submission command."""
+"""Tests of phaseseg.io.submission and the validate-submission command."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from phaseseg.io import (
     read_train_csv,
     rles_to_labels,
 )
-from phaseseg.submission import (
+from phaseseg.io.submission import (
     Problem,
     check_submission,
     masks_to_labels,

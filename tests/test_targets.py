@@ -1,6 +1,6 @@
 import numpy as np
 
-from phaseseg.targets import make_targets, normalized_distance, touching_mask
+from phaseseg.train.targets import make_targets, normalized_distance, touching_mask
 
 
 def test_normalized_distance_peaks_at_one_in_each_cell():
@@ -46,7 +46,7 @@ def test_make_targets_types():
 
 
 def test_random_crop_of_an_image_whose_only_cell_is_off_the_sampling_grid():
-    from phaseseg.data import Sample, random_crop
+    from phaseseg.train.samples import Sample, random_crop
 
     labels = np.zeros((64, 64), dtype=np.int32)
     labels[1, 1] = 1  # a 1-px cell the 4-px foreground grid does not see
@@ -56,7 +56,7 @@ def test_random_crop_of_an_image_whose_only_cell_is_off_the_sampling_grid():
 
 
 def test_random_crop_boundary_map_marks_both_sides_of_each_outline():
-    from phaseseg.data import Sample, random_crop
+    from phaseseg.train.samples import Sample, random_crop
 
     labels = np.zeros((64, 64), dtype=np.int32)
     labels[20:30, 20:30] = 1

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from torch import nn
 
-from phaseseg import tiling
-from phaseseg.model import NetConfig, build_model
-from phaseseg.postprocess import PostprocessParams, maps_to_labels
-from phaseseg.segmenter import BUNDLED_MODEL, Segmenter, predict_maps
-from phaseseg.tiling import predict_maps_tiled, tile_starts
+from phaseseg.nn.model import NetConfig, build_model
+from phaseseg.segment import tiling
+from phaseseg.segment.postprocess import PostprocessParams, maps_to_labels
+from phaseseg.segment.segmenter import BUNDLED_MODEL, Segmenter, predict_maps
+from phaseseg.segment.tiling import predict_maps_tiled, tile_starts
 
 CPU = torch.device("cpu")
 TINY = NetConfig(channels=(4, 8, 16), convs_per_block=1)
@@ -175,7 +175,7 @@ def test_mosaic_of_real_images_scores_like_the_images_alone(shared_data, cell_ty
     """
     from phaseseg import io
     from phaseseg.metrics import image_score
-    from phaseseg.segmenter import load_model
+    from phaseseg.segment.segmenter import load_model
 
     model = load_model(_best_model(), device="cpu")
     df = io.read_train_csv(shared_data / "train.csv")

@@ -14,12 +14,12 @@ import torch
 from synthetic import make_dataset
 
 from phaseseg import train
-from phaseseg.checkpoint import load_model_file
 from phaseseg.cli import main
-from phaseseg.data import load_samples
-from phaseseg.postprocess import PostprocessParams
-from phaseseg.segmenter import load_model
-from phaseseg.train import TrainConfig, fit, update_ema
+from phaseseg.nn.checkpoint import load_model_file
+from phaseseg.segment.postprocess import PostprocessParams
+from phaseseg.segment.segmenter import load_model
+from phaseseg.train import TrainConfig, fit, loop, update_ema
+from phaseseg.train.samples import load_samples
 
 TINY_NET = {"channels": [4, 8, 16], "convs_per_block": 1, "n_cell_types": 3}
 
@@ -169,17 +169,17 @@ def test_update_ema_averages_floats_and_copies_counters():
 
 def fit_interrupted_at(stop_step, dataset, out, cfg, monkeypatch) -> None:
     """Run ``fit`` until a Ctrl-C arrives as batch ``stop_step`` is drawn (state is saved)."""
-    real_make_batch = train.make_batch
+    real_make_batch = loop.make_batch
 
     def interrupting(samples, cfg, step):
         if step == stop_step:
             raise KeyboardInterrupt
         return real_make_batch(samples, cfg, step)
 
-    monkeypatch.setattr(train, "make_batch", interrupting)
+    monkeypatch.setattr(loop, "make_batch", interrupting)
     with pytest.raises(KeyboardInterrupt):
         fit(dataset, out, cfg, device="cpu")
-    monkeypatch.setattr(train, "make_batch", real_make_batch)
+    monkeypatch.setattr(loop, "make_batch", real_make_batch)
 
 
 def test_ema_weights_are_scored_and_resumed(dataset, tmp_path, monkeypatch):

@@ -41,6 +41,12 @@ CELLPOSE_NOT_RUN = {
     "method": "Cellpose 3",
     "notes": f"not run: its venv {CP_PYTHON} is missing (`make cellpose-venv`)",
 }
+IS_PYTHON = HERE / ".isvenv" / "bin" / "python"  # made by `make instanseg-venv`
+INSTANSEG_NOT_RUN = {
+    "method": "InstanSeg",
+    "notes": f"not run: its venv {IS_PYTHON} is missing (`make instanseg-venv`)",
+}
+RECIPE_MINUTES = 80.0  # phaseseg's CPU recipe: 78.5-80.5 min wall clock (BENCHMARKS.md)
 NOT_RUN: list[dict] = [
     {
         "method": "Cellpose 4 (Cellpose-SAM)",
@@ -57,7 +63,7 @@ def phaseseg_row(data: Path, quick: bool, fold: int = 0) -> dict:
     """Score the bundled phaseseg model on ``fold`` (2 images per type when ``quick``)."""
     from phaseseg import io
     from phaseseg.metrics import image_score
-    from phaseseg.segmenter import load_model
+    from phaseseg.segment.segmenter import load_model
 
     folds, truth = classical.load_split(data, fold)
     model = load_model()
@@ -100,7 +106,7 @@ def prepare_cellpose_data(
     ``prep/val`` gets the images of ``fold``. Quick mode takes 2 images per type of each.
     """
     from phaseseg import io
-    from phaseseg.formats import write_labels
+    from phaseseg.io.formats import write_labels
 
     others = set(folds["fold"].unique()) - {fold}
     for sub in ("train", "val"):
@@ -128,9 +134,9 @@ def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None)
     skip the training run.
     """
     from phaseseg import io
-    from phaseseg.formats import read_labels
+    from phaseseg.io.formats import read_labels
     from phaseseg.metrics import image_score
-    from phaseseg.segmenter import load_model
+    from phaseseg.segment.segmenter import load_model
 
     if not CP_PYTHON.exists():
         return CELLPOSE_NOT_RUN
@@ -184,6 +190,71 @@ def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None)
         f"{trained['budget_seconds']:.0f} s budget of phaseseg's recipe "
         f"(+{trained['flow_seconds']:.0f} s computing flows); eval defaults, diameter = "
         f"training mean {predicted['diam_labels']:.1f} px",
+    }
+
+
+def instanseg_row(data: Path, work: Path, quick: bool, model: Path | None = None) -> dict:
+    """Train InstanSeg on folds 1-4 in its own venv (phaseseg's recipe's budget), score fold 0.
+
+    ``model``: an already trained InstanSeg model folder (``instanseg_peer.py train``'s
+    ``OUT/instanseg``, its ``train.json`` record in ``OUT``) to skip the training run.
+    """
+    import tifffile
+
+    from phaseseg import io
+    from phaseseg.metrics import image_score
+
+    if not IS_PYTHON.exists():
+        return INSTANSEG_NOT_RUN
+    prep = work / "prep"
+    folds, truth = classical.load_split(data)
+    val_ids = prepare_cellpose_data(data, prep, quick, folds, truth)
+    script = str(HERE / "instanseg_peer.py")
+    train_json = model.parent / "train.json" if model else work / "train.json"
+    if model is None:
+        minutes = 0.05 if quick else RECIPE_MINUTES
+        cmd = [str(IS_PYTHON), script, "train", str(prep), "--minutes", str(minutes)]
+        cmd += ["--out", str(work), "--json", str(train_json)]
+        cmd += ["--max-images", "6", "--probe-samples", "0"] if quick else []
+        log.info("running %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+    trained = json.loads(train_json.read_text())
+    labels_dir = work / "labels"
+    cmd = [str(IS_PYTHON), script, "predict", trained["model"], str(prep)]
+    cmd += ["--out", str(labels_dir), "--json", str(work / "predict.json")]
+    cmd += ["--max-images", "2"] if quick else []
+    log.info("running %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    predicted = json.loads((work / "predict.json").read_text())
+
+    types = folds.set_index("id")["cell_type"]
+    scores: dict[str, list[float]] = {t: [] for t in CELL_TYPES}
+    for path in sorted(labels_dir.glob("*.tif")):
+        if path.stem in val_ids:
+            true = io.annotations_to_labels(truth[path.stem])
+            pred = tifffile.imread(path).astype(np.int32)  # as instanseg_peer.py wrote it
+            scores[types[path.stem]].append(image_score(true, pred))
+    versions = trained["versions"]
+    changed = ", ".join(f"{k}={v}" for k, v in trained["settings"].items())
+    post = "tuned on the validation split" if trained["params"] else "InstanSeg defaults"
+    return {
+        "method": "InstanSeg",
+        "quick": quick,
+        **classical.summarize(scores),
+        "median_seconds_per_image": predicted["median_seconds_per_image"],
+        "training_seconds": trained["training_seconds"],
+        "peak_memory_mib": max(trained["peak_memory_mib"], predicted["peak_memory_mib"]),
+        "notes": f"instanseg-torch {versions['instanseg-torch']} (torch {versions['torch']}) "
+        "in its own venv, from scratch through its instanseg_training (train.py); its defaults "
+        f"but {changed}; {trained['epochs']} epochs ({trained['hotstart_epochs']} hot-start) of "
+        f"{trained['samples_per_epoch']} 256-px tiles to fill the "
+        f"{trained['budget_seconds']:.0f} s budget of phaseseg's recipe "
+        f"(+{trained['probe_seconds']:.0f} s timing probe), weights of epoch "
+        f"{trained['kept_epoch']} kept (best validation F1 {trained['kept_validation_f1']:.3f}; "
+        f"{trained['train_images']} train / {trained['validation_images']} validation images "
+        "of folds 1-4, 80/20 as its LIVECell loader); torchvision "
+        f"{versions['torchvision']} imported without its C++ ops (CUDA build); "
+        f"post-processing: {post}; inference: InstanSeg class, eval_small_image",
     }
 
 
@@ -271,6 +342,9 @@ def main() -> None:
     ap.add_argument(
         "--cellpose-model", type=Path, help="an already trained Cellpose model (skip training)"
     )
+    ap.add_argument(
+        "--instanseg-model", type=Path, help="an already trained InstanSeg model (skip training)"
+    )
     ap.add_argument("--row", choices=["phaseseg"], help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -290,6 +364,7 @@ def main() -> None:
         run_row([str(HERE / "run.py"), "--row", "phaseseg", *common], args.out / "_ps.json"),
         run_row([str(HERE / "classical.py"), *common], args.out / "_classical.json"),
         cellpose_row(args.data, args.out / "cellpose3", args.quick, args.cellpose_model),
+        instanseg_row(args.data, args.out / "instanseg_peer", args.quick, args.instanseg_model),
         *NOT_RUN,
     ]
     for tmp in ("_ps.json", "_classical.json"):

@@ -59,7 +59,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
-from phaseseg.io import PhasesegInputError, rle_runs, run_indices
+from phaseseg.io.errors import PhasesegInputError
+from phaseseg.io.rle import rle_pixels, rle_runs
 
 log = logging.getLogger(__name__)
 
@@ -345,24 +346,18 @@ def _rle_pixels(
     Returns ``inst`` and ``pix`` (P,) int64 (0-based instance index, flat pixel index) and
     ``area`` (n,) int64 of the non-empty instances, in order; empty RLEs are skipped.
     """
-    starts_all, lengths_all = [], []
-    for rle, line in zip(rles, lines, strict=True):
-        try:
-            starts, lengths = rle_runs(rle, shape)
-        except PhasesegInputError as e:
-            raise PhasesegInputError(f"{source}, line {line}: {e}") from None
-        if len(starts):
-            starts_all.append(starts)
-            lengths_all.append(lengths)
-    if not starts_all:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    area = np.array([lg.sum() for lg in lengths_all], dtype=np.int64)
-    starts = np.concatenate(starts_all)
-    lengths = np.concatenate(lengths_all)
-    pix = run_indices(starts, lengths)
-    inst = np.repeat(np.arange(len(area), dtype=np.int64), area)
-    return inst, pix, area
+    try:
+        inst, pix, area = rle_pixels(list(rles), shape)
+    except PhasesegInputError:
+        for rle, line in zip(rles, lines, strict=True):  # the first bad RLE, with its line
+            try:
+                rle_runs(rle, shape)
+            except PhasesegInputError as e:
+                raise PhasesegInputError(f"{source}, line {line}: {e}") from None
+        raise
+    keep = area > 0
+    index = (np.cumsum(keep) - 1).astype(np.int64)  # position among the non-empty instances
+    return index[inst], pix, area[keep]
 
 
 def score_tables(

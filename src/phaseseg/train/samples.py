@@ -22,17 +22,12 @@ from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
 from phaseseg import io
-from phaseseg.targets import make_targets
+from phaseseg.segment.normalize import normalize_image
+from phaseseg.train.targets import make_targets
 
 log = logging.getLogger(__name__)
 
 TARGET_NAMES = ("foreground", "distance", "touching")
-
-
-def normalize_image(image: np.ndarray) -> np.ndarray:
-    """uint8 ``(H, W)`` image -> float32 ``(H, W)`` with zero mean and unit std (per image)."""
-    img = image.astype(np.float32)
-    return (img - img.mean()) / max(float(img.std()), 1.0)
 
 
 @dataclass

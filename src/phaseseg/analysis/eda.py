@@ -25,18 +25,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
-from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
+from phaseseg.analysis.overlays import overlay_annotations
+from phaseseg.analysis.report import Section, figure_png, new_figure, render_html
 from phaseseg.io import (
     PhasesegInputError,
     atomic_path,
     read_image,
     read_train_csv,
-    rle_runs,
-    run_indices,
+    rle_pixels,
 )
-from phaseseg.report import Section, figure_png, new_figure, render_html
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +98,6 @@ class EdaStats:
 # --------------------------------------------------------------------------- measuring
 
 
-def _cell_pixels(rles: list[str], shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """``inst, pix`` (P,) and ``area`` (n,) int64 of RLE-encoded cells, which may overlap."""
-    runs = [rle_runs(r, shape) for r in rles]
-    lengths = np.concatenate([lg for _, lg in runs]) if runs else np.zeros(0, np.int64)
-    starts = np.concatenate([s for s, _ in runs]) if runs else np.zeros(0, np.int64)
-    area = np.array([lg.sum() for _, lg in runs], dtype=np.int64)
-    pix = run_indices(starts, lengths)
-    inst = np.repeat(np.arange(len(runs), dtype=np.int64), area)
-    return inst, pix, area
-
-
 def collect_stats(data_dir: str | os.PathLike) -> EdaStats:
     """Measure every image and annotation of a data set.
 
@@ -165,7 +153,7 @@ def collect_stats(data_dir: str | os.PathLike) -> EdaStats:
                 f"{shape[0]}x{shape[1]}"
             )
         try:
-            inst, pix, area = _cell_pixels(list(rles[idx]), shape)
+            inst, pix, area = rle_pixels(list(rles[idx]), shape)
         except PhasesegInputError as e:
             raise PhasesegInputError(f"{csv}, image {image_id}: {e}") from None
         flat = image.ravel()
@@ -433,46 +421,6 @@ def plot_intensity(stats: EdaStats) -> Figure:
     return fig
 
 
-def overlay(example: Example, seed: int = 0) -> np.ndarray:
-    """Gray image with each annotation's contour in its own color; overlaps tinted magenta.
-
-    Parameters
-    ----------
-    example : Example
-        Image (contrast-stretched to its 0.5-99.5 percentiles) and annotation pixels.
-    seed : int
-        Seed of the random contour colors.
-
-    Returns
-    -------
-    (H, W, 3) float64 RGB in [0, 1]
-    """
-    image = example.image
-    h, w = image.shape
-    lo, hi = np.percentile(image, [0.5, 99.5])
-    if hi - lo < 1:  # flat image: no contrast to stretch
-        lo, hi = 0.0, 255.0
-    gray = np.clip((image.astype(np.float64) - lo) / (hi - lo), 0, 1)
-    rgb = np.repeat(gray[..., None], 3, axis=2)
-    coverage = np.bincount(example.pix, minlength=h * w).reshape(h, w)
-    rgb[coverage > 1] = 0.5 * rgb[coverage > 1] + 0.5 * np.array([1.0, 0.0, 1.0])
-    rng = np.random.default_rng(seed)
-    palette = matplotlib.colormaps["hsv"](rng.uniform(0, 1, example.n_cells))[:, :3]
-    palette = 0.25 + 0.75 * palette  # keep contours bright on the gray image
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(example.inst, minlength=example.n_cells))])
-    for k in range(example.n_cells):
-        pix = example.pix[bounds[k] : bounds[k + 1]]
-        if not len(pix):
-            continue
-        rr, cc = np.divmod(pix, w)
-        r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
-        mask = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=bool)  # 1 px frame: closed contours
-        mask[rr - r0 + 1, cc - c0 + 1] = True
-        edge = find_boundaries(mask, mode="inner")[1:-1, 1:-1]
-        rgb[r0:r1, c0:c1][edge] = palette[k]
-    return rgb
-
-
 def _zoom_window(example: Example, size: int) -> tuple[int, int]:
     """Top-left corner of the ``size`` x ``size`` window with the most annotated pixels."""
     from scipy.ndimage import uniform_filter
@@ -501,7 +449,7 @@ def plot_overlays(stats: EdaStats, zoom: int = 176, dpi: int = 100) -> Figure:
     axes = fig.subplots(len(types), 2, width_ratios=[w / h, 1], squeeze=False)
     for row, t in zip(axes, types, strict=True):
         ex = stats.examples[t]
-        rgb = overlay(ex)
+        rgb = overlay_annotations(ex)
         r, c = _zoom_window(ex, zoom)
         size = min(zoom, *ex.image.shape)
         row[0].imshow(rgb, interpolation="antialiased")

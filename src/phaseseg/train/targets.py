@@ -1,7 +1,7 @@
 """Label images -> per-pixel training targets (pure numpy/scipy).
 
 The network learns two maps from which instances are recovered by seeded watershed
-(:mod:`phaseseg.postprocess`):
+(:mod:`phaseseg.segment.postprocess`):
 
 * ``foreground``: 1 on cell pixels;
 * ``distance``: each cell's Euclidean distance to its own border (touching cells count as

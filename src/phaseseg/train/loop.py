@@ -1,17 +1,18 @@
-"""Training: one small loop, ``fit(config, out) -> model file``.
+"""The training loop: ``fit(config, out) -> model file``, in small named steps.
 
-* crops of the in-memory training images (:mod:`phaseseg.data`), AdamW, warm-up + cosine
+* crops of the in-memory training images (:mod:`phaseseg.train.samples`), AdamW, warm-up + cosine
   learning rate, bf16 autocast and channels-last (fast on CPUs with AVX-512 BF16 and on GPUs);
 * every ``eval_every`` steps the competition score on the validation fold; the best weights are
   written to ``out``; at the end the post-processing thresholds are tuned per cell type on the
-  validation fold and stored in the model file (``tune=False`` leaves that to :func:`retune`);
+  validation fold and stored in the model file (``tune=False`` leaves that to
+  :func:`phaseseg.segment.tuning.retune`);
 * ``num_workers`` processes cut the batches (default: none on a CPU, 8 on a GPU);
 * every ``checkpoint_every`` steps (and on Ctrl-C) a training state ``<out>.state.pt`` is
   written atomically; ``resume=True`` continues from it (also after ``kill -9``) — batches are
   drawn from ``default_rng([seed, step])``, so a resumed run sees the same data;
 * ``init`` starts from a model file's weights (fine-tuning, e.g. the bundled model on your own
   annotations); the file records what those weights were trained on. A ``net`` config wider
-  than the file's (same depth) grows the network first (:func:`phaseseg.model.widen`);
+  than the file's (same depth) grows the network first (:func:`phaseseg.nn.model.widen`);
   otherwise the file's architecture is used;
 * ``ema_decay > 0`` keeps an exponential moving average of the weights (and BatchNorm
   statistics) beside the trained ones; both are scored at every evaluation and the better one
@@ -21,13 +22,10 @@
 from __future__ import annotations
 
 import copy
-import itertools
-import json
 import logging
-import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,81 +35,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from phaseseg import io
-from phaseseg.checkpoint import load_model_file, save_model
-from phaseseg.data import Sample, batch_indices, load_samples, random_crop, read_folds
-from phaseseg.metrics import image_score
-from phaseseg.model import NetConfig, build_model, can_widen, widen
-from phaseseg.postprocess import (
-    PostprocessParams,
-    distance_maxima,
-    maps_to_labels,
-    remove_small,
-    remove_uncertain,
-)
-from phaseseg.segmenter import BUNDLED_MODEL, pick_device, predict_maps
+from phaseseg.nn.checkpoint import load_model_file, save_model
+from phaseseg.nn.model import NetConfig, build_model, can_widen, widen
+from phaseseg.segment.postprocess import PostprocessParams
+from phaseseg.segment.segmenter import BUNDLED_MODEL, pick_device
+from phaseseg.segment.tuning import _as_dicts, _fmt, predict_val, score_val, tune_postprocess
+from phaseseg.train.config import TrainConfig, lr_factor
+from phaseseg.train.samples import Sample, batch_indices, load_samples, random_crop, read_folds
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved in the model file).
-
-    The defaults are the CPU recipe of BENCHMARKS.md (fold 0: 0.280 in 78.5 minutes on 2 cores;
-    over three seeds 0.276-0.281, mean 0.279).
-    """
-
-    val_fold: int | None = 0
-    seed: int = 0
-    steps: int = 5000
-    batch_size: int = 8
-    crop_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    foreground_bias: float = 0.8
-    type_weights: dict[str, float] = field(
-        default_factory=lambda: {"astro": 1.0, "cort": 1.0, "shsy5y": 1.0}
-    )
-    touching_weight: float = 2.0
-    boundary_weight: float = 0.0
-    type_loss_weight: float = 0.1
-    ema_decay: float = 0.998  # 0: no moving average of the weights
-    eval_every: int = 2500
-    checkpoint_every: int = 50
-    max_val_images: int | None = None
-    bf16: bool = True
-    num_workers: int | None = None  # processes cutting batches; None: 0 on a CPU, 8 on a GPU
-    tune: bool = True  # tune the thresholds at the end (else: later, with retune())
-    net: dict[str, Any] = field(
-        default_factory=lambda: NetConfig(channels=(32, 48, 96, 128, 192)).to_dict()
-    )
-    init: str | None = None  # start from this model file's weights ("bundled": the default)
-    input_scale: float | None = None  # network's working scale; None: init's, else 1.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise io.PhasesegInputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise io.PhasesegInputError(f"{path}: not a readable JSON config ({e})") from None
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 0 at ``cfg.steps``."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: int) -> None:
@@ -210,88 +142,6 @@ def train_step(
     if ema is not None:
         update_ema(ema, net, cfg.ema_decay, step)
     return loss, parts
-
-
-def predict_val(net, samples: list[Sample], device) -> list[tuple[np.ndarray, ...]]:
-    """Network maps ``(fg, dist, type_probs)`` of every validation sample."""
-    net.eval()
-    maps = [predict_maps(net, s.image, device) for s in tqdm(samples, desc="val", leave=False)]
-    net.train()
-    return maps
-
-
-def score_val(
-    samples: list[Sample], maps: list[tuple[np.ndarray, ...]], params: dict[str, PostprocessParams]
-) -> dict[str, float]:
-    """Competition score (overall and per true cell type) with thresholds chosen by the
-    *predicted* cell type, as at inference time; plus the cell-type accuracy."""
-    per_type: dict[str, list[float]] = {t: [] for t in io.CELL_TYPES}
-    correct = 0
-    for s, (fg, dist, probs) in zip(samples, maps, strict=True):
-        predicted = io.CELL_TYPES[int(np.argmax(probs))]
-        correct += predicted == io.CELL_TYPES[s.cell_type]
-        labels = maps_to_labels(fg, dist, **params[predicted].to_dict())
-        per_type[io.CELL_TYPES[s.cell_type]].append(image_score(s.labels, labels))
-    scores = {t: float(np.mean(v)) for t, v in per_type.items() if v}
-    scores["overall"] = float(np.mean(list(itertools.chain(*per_type.values()))))
-    scores["cell_type_accuracy"] = correct / len(samples)
-    return scores
-
-
-def tune_postprocess(
-    samples: list[Sample], maps: list[tuple[np.ndarray, ...]]
-) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
-    """Grid-search the thresholds per cell type on validation maps (by true cell type), in three
-    stages: threshold seeds over foreground x seed threshold x minimum size; then h-maxima seeds
-    (height x floor) with the chosen foreground threshold and minimum size; then a minimum mean
-    foreground probability per cell. A later stage is kept only where it scores higher."""
-    fg_grid, seed_grid = (0.3, 0.4, 0.5, 0.6), (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    size_grid = (0, 20, 40, 80, 120, 200)
-    h_grid = (0.05, 0.1, 0.15, 0.2, 0.3)
-    score_grid = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
-    best: dict[str, PostprocessParams] = {}
-    for t_index, name in enumerate(io.CELL_TYPES):
-        group = [(s, m) for s, m in zip(samples, maps, strict=True) if s.cell_type == t_index]
-        if not group:
-            best[name] = PostprocessParams()
-            continue
-        results = []
-        for fg_t, seed_t in tqdm(
-            list(itertools.product(fg_grid, seed_grid)), desc=f"tune {name}", leave=False
-        ):
-            labelled = [(s.labels, maps_to_labels(m[0], m[1], fg_t, seed_t, 0)) for s, m in group]
-            for min_size in size_grid:
-                score = np.mean([image_score(t, remove_small(p, min_size)) for t, p in labelled])
-                results.append((score, PostprocessParams(fg_t, seed_t, min_size)))
-        score, params = max(results, key=lambda r: r[0])
-        # second stage: h-maxima seeds, with the chosen foreground threshold and minimum size
-        for seed_h in h_grid:
-            maxima = [distance_maxima(m[1], seed_h) for _, m in group]  # once per height
-            for seed_t in (0.1, 0.2, 0.3):
-                trial = replace(params, seed_thresh=seed_t, seed_h=seed_h)
-                trial_score = np.mean(
-                    [
-                        image_score(
-                            s.labels, maps_to_labels(m[0], m[1], **trial.to_dict(), maxima=x)
-                        )
-                        for (s, m), x in zip(group, maxima, strict=True)
-                    ]
-                )
-                if trial_score > score:
-                    score, params = trial_score, trial
-        # third stage: drop uncertain cells (low mean foreground probability)
-        labelled = [
-            (s.labels, maps_to_labels(m[0], m[1], **params.to_dict()), m[0]) for s, m in group
-        ]
-        for min_score in score_grid:
-            trial_score = np.mean(
-                [image_score(t, remove_uncertain(p, fg, min_score)) for t, p, fg in labelled]
-            )
-            if trial_score > score:
-                score, params = trial_score, replace(params, min_score=min_score)
-        log.info("tuned %s: %s -> %.4f", name, params, score)
-        best[name] = params
-    return best, score_val(samples, maps, best)
 
 
 def _state_path(out: Path) -> Path:
@@ -492,40 +342,7 @@ def fit(
     return final["scores"]
 
 
-def retune(model_path: str | Path, data_dir: str | Path, device: str | None = None) -> dict:
-    """Re-tune a model file's thresholds on its validation fold (e.g. after the grid changed).
-
-    The weights and everything else in the file stay as they are; ``postprocess`` and
-    ``scores["tuned"]`` are replaced. Returns the new tuned scores.
-    """
-    payload = load_model_file(model_path)
-    fold = payload["data"]["val_fold"]
-    if fold is None:
-        raise io.PhasesegInputError(f"{model_path}: trained without a validation fold")
-    dev = pick_device(device)
-    net = build_model(payload["net"]).to(dev).to(memory_format=torch.channels_last)
-    net.load_state_dict(payload["state_dict"])
-    df = io.read_train_csv(Path(data_dir) / "train.csv")
-    folds = read_folds(Path(data_dir), df)
-    samples = load_samples(data_dir, [i for i, f in folds.items() if f == fold])
-    params, scores = tune_postprocess(samples, predict_val(net, samples, dev))
-    log.info("re-tuned thresholds on fold %s: %s", fold, _fmt(scores))
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    meta["postprocess"] = _as_dicts(params)
-    meta["scores"] = {**meta.get("scores", {}), "tuned": scores}
-    save_model(model_path, payload["state_dict"], meta)
-    return scores
-
-
 def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> str:
     """``"steps 4200 -> 3600, lr 0.002 -> 0.001"`` for the keys whose values differ."""
     keys = [k for k in new if k in old and old[k] != new[k]]
     return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in keys)
-
-
-def _as_dicts(params: dict[str, PostprocessParams]) -> dict[str, dict]:
-    return {k: v.to_dict() for k, v in params.items()}
-
-
-def _fmt(scores: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in scores.items())

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phaseseg import tiling
-from phaseseg.checkpoint import load_model_file
-from phaseseg.data import normalize_image
 from phaseseg.io import CELL_TYPES, PhasesegInputError
-from phaseseg.model import UNet, build_model
-from phaseseg.postprocess import PostprocessParams, maps_to_labels
+from phaseseg.nn.checkpoint import load_model_file
+from phaseseg.nn.model import UNet, build_model
+from phaseseg.segment import tiling
+from phaseseg.segment.normalize import normalize_image
+from phaseseg.segment.postprocess import PostprocessParams, maps_to_labels
 
 log = logging.getLogger(__name__)
 
-BUNDLED_MODEL = Path(__file__).parent / "models" / "default.pt"
+BUNDLED_MODEL = Path(__file__).parents[1] / "models" / "default.pt"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -102,8 +102,9 @@ class Segmenter:
         """Segment one uint8 ``(H, W)`` image; also return the maps and the cell type.
 
         ``cell_type`` overrides the predicted type (which chooses the thresholds). Images with
-        a side over :data:`phaseseg.tiling.TILE_ABOVE` px run through the network in
-        overlapping tiles (:func:`phaseseg.tiling.predict_maps_tiled`), post-processed as one.
+        a side over :data:`~phaseseg.segment.tiling.TILE_ABOVE` px run through the network
+        in overlapping tiles (:func:`~phaseseg.segment.tiling.predict_maps_tiled`),
+        post-processed as one.
         """
         if image.ndim != 2:
             raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")

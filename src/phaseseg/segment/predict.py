@@ -13,48 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
 from phaseseg import io
-from phaseseg.formats import write_labels
-from phaseseg.segmenter import Segmenter
-from phaseseg.submission import write_submission
+from phaseseg.analysis.overlays import overlay, write_png
+from phaseseg.io.formats import write_labels
+from phaseseg.io.submission import write_submission
+from phaseseg.segment.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
-
-
-def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Draw each cell's outline in a distinct colour over the gray image.
-
-    Parameters
-    ----------
-    image : (H, W) uint8; labels : (H, W) int.
-
-    Returns
-    -------
-    (H, W, 3) uint8 RGB image.
-    """
-    rgb = np.repeat(image[..., None], 3, axis=2)
-    edges = find_boundaries(labels, mode="inner")
-    # golden-angle hues give neighbours clearly different colours
-    hues = (labels[edges] * 0.618034) % 1.0
-    rgb[edges] = (_hsv_to_rgb(hues) * 255).astype(np.uint8)
-    return rgb
-
-
-def _hsv_to_rgb(h: np.ndarray) -> np.ndarray:
-    from matplotlib.colors import hsv_to_rgb
-
-    return hsv_to_rgb(np.stack([h, np.full_like(h, 0.9), np.ones_like(h)], axis=-1))
-
-
-def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 image as PNG, atomically."""
-    from PIL import Image
-
-    with io.atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
 
 
 @dataclass

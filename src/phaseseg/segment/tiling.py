@@ -10,7 +10,7 @@ regular grid, so the sum of all windows at a pixel is ``Wy(y) * Wx(x)`` (the sum
 windows). Normalising needs only these two 1-D arrays: besides the input image, only the two
 output maps are held in memory.
 
->>> from phaseseg.model import NetConfig, build_model
+>>> from phaseseg.nn.model import NetConfig, build_model
 >>> net = build_model(NetConfig(channels=(4, 8), convs_per_block=1)).eval()
 >>> image = np.zeros((300, 200), dtype=np.uint8)
 >>> fg, dist, type_probs = predict_maps_tiled(net, image, torch.device("cpu"), tile=(128, 128),
@@ -28,11 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from phaseseg.model import UNet
+from phaseseg.nn.model import UNet
+from phaseseg.segment.normalize import image_stats
 
 log = logging.getLogger(__name__)
 
-#: :meth:`phaseseg.segmenter.Segmenter.segment_full` tiles images whose larger side exceeds this.
+#: :meth:`~phaseseg.segment.segmenter.Segmenter.segment_full` tiles images whose larger side
+#: exceeds this.
 TILE_ABOVE = 1024
 
 
@@ -85,23 +87,13 @@ def _window(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarra
     return w
 
 
-def _image_stats(image: np.ndarray) -> tuple[float, float]:
-    """Mean and std of a uint8 image from its histogram (no float copy of the image)."""
-    counts = np.bincount(image.ravel(), minlength=256).astype(np.float64)
-    values = np.arange(counts.size, dtype=np.float64)
-    n = counts.sum()
-    mean = float(counts @ values / n)
-    var = float(counts @ (values - mean) ** 2 / n)
-    return mean, math.sqrt(var)
-
-
 def forward_padded(
     net: UNet, x: torch.Tensor, device: torch.device, flips: list[tuple[int, ...]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel probabilities ``(2, h, w)`` and cell-type logits ``(n_types,)`` of one tile.
 
     ``x`` is the normalised tile, float32 ``(h, w)`` on ``device``; it is padded to the
-    network's stride. :func:`phaseseg.segmenter.predict_maps` runs whole images through it.
+    network's stride. :func:`phaseseg.segment.segmenter.predict_maps` runs whole images through it.
     """
     h, w = x.shape
     s = net.config.stride
@@ -133,10 +125,10 @@ def predict_maps_tiled(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the network on overlapping tiles of a (large) image and blend the maps.
 
-    Drop-in for :func:`phaseseg.segmenter.predict_maps`. The image is normalised once with its
-    global mean and standard deviation (so all tiles see the same intensity scale), each tile
-    is padded to the network's stride, and the per-pixel probabilities are blended with
-    separable raised-cosine windows that fade over ``overlap`` pixels at every inner tile edge.
+    Drop-in for :func:`~phaseseg.segment.segmenter.predict_maps`. The image is normalised once
+    with its global mean and standard deviation (so all tiles see the same intensity scale),
+    each tile is padded to the network's stride, and the per-pixel probabilities are blended
+    with separable raised-cosine windows that fade over ``overlap`` pixels at every inner tile edge.
 
     Parameters
     ----------
@@ -157,7 +149,7 @@ def predict_maps_tiled(
     Returns
     -------
     foreground, distance : (H, W) float32 arrays in [0, 1]
-        Blended probabilities (see :mod:`phaseseg.model` for their meaning).
+        Blended probabilities (see :mod:`phaseseg.nn.model` for their meaning).
     cell_type_probs : (n_types,) float32 array
         Softmax of each tile's cell-type logits, averaged over the tiles (all of one size).
     """
@@ -172,8 +164,8 @@ def predict_maps_tiled(
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     th, tw = min(th, h), min(tw, w)
     log.debug("%dx%d image: %d x %d tiles of %dx%d", h, w, len(ys), len(xs), th, tw)
-    mean, std = _image_stats(image)
-    std = max(std, 1.0)  # as phaseseg.data.normalize_image
+    mean, std = image_stats(image)
+    std = max(std, 1.0)  # as normalize_image
     wy = [_window(th, overlap, y > 0, y + th < h) for y in ys]
     wx = [_window(tw, overlap, x > 0, x + tw < w) for x in xs]
     wy_sum, wx_sum = np.zeros(h, np.float32), np.zeros(w, np.float32)

@@ -1,6 +1,6 @@
 """Your own annotations -> a training folder that ``phaseseg train`` reads.
 
->>> from phaseseg.dataset import pair_label_images, build_dataset
+>>> from phaseseg.train.make_dataset import pair_label_images, build_dataset
 >>> pairs = pair_label_images(["images/"], "masks/")        # [(image path, label path), ...]
 >>> build_dataset(pairs, "my_data", cell_type="shsy5y")      # doctest: +SKIP
 
@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from phaseseg import io
-from phaseseg.formats import iter_coco, read_labels
+from phaseseg.io.formats import iter_coco, read_labels
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,419 @@
+"""What biologists need from a segmentation: per-cell shape, per-image counts, growth curves.
+
+* :func:`measure_cells` — one row per cell (size, shape, intensity, neurite index), computed with
+  :func:`skimage.measure.regionprops_table` (:mod:`phaseseg.analysis.shapes`);
+* :func:`summarize_image` — cell count, confluence, median cell area and cell density;
+* :func:`parse_time` — well and elapsed time from file names (LIVECell convention or a regex;
+  :mod:`phaseseg.analysis.timecourse`);
+* :func:`timecourse` / :func:`plot_timecourse` — count and confluence over time per well;
+* :func:`measure_images` — the whole pipeline behind ``phaseseg measure``: images (segmented by a
+  model, or with label images given) -> ``cells.csv``, ``images.csv``, ``timecourse.csv``,
+  label TIFFs, overlays and a self-contained ``report.html``.
+
+Every column of every CSV is documented with its unit in :data:`COLUMNS`
+(:mod:`phaseseg.analysis.columns`; ``phaseseg measure --describe``, ``docs/measure_columns.md``).
+
+The neurite index is defined in :mod:`phaseseg.analysis.shapes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from phaseseg import io
+from phaseseg.analysis.columns import _NO_PS, _PS, COLUMNS, Column, describe_columns
+from phaseseg.analysis.overlays import overlay, write_png
+from phaseseg.analysis.shapes import measure_cells, skeleton_length_px, summarize_image
+from phaseseg.analysis.timecourse import (
+    LIVECELL_NAME,
+    TimePoint,
+    compile_time_pattern,
+    parse_time,
+    plot_timecourse,
+    timecourse,
+)
+from phaseseg.io.formats import LABEL_SUFFIXES, read_labels, write_labels
+
+if TYPE_CHECKING:
+    from phaseseg.segment.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "COLUMNS",
+    "LIVECELL_NAME",
+    "Column",
+    "MeasureSummary",
+    "TimePoint",
+    "compile_time_pattern",
+    "describe_columns",
+    "find_label_files",
+    "measure_cells",
+    "measure_images",
+    "parse_time",
+    "plot_timecourse",
+    "skeleton_length_px",
+    "summarize_image",
+    "timecourse",
+]
+
+
+@dataclass
+class MeasureSummary:
+    """What :func:`measure_images` did."""
+
+    n_images: int = 0
+    n_cells: int = 0
+    failed: list[str] = field(default_factory=list)  # one line per skipped image
+    n_timed: int = 0  # images with a time point
+    warnings: list[str] = field(default_factory=list)  # shown in the report
+    seconds: float = 0.0  # wall time of the per-image loop
+    outputs: dict[str, Path] = field(default_factory=dict)  # name -> file or folder
+
+
+def find_label_files(inputs: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """Map image ids (file stems) to label image files found in folders and/or files.
+
+    Raises
+    ------
+    PhasesegInputError
+        A path that does not exist, or two label files for one id.
+    """
+    found: dict[str, Path] = {}
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(
+                f
+                for f in p.iterdir()
+                if f.suffix.lower() in LABEL_SUFFIXES and not f.name.startswith(".")
+            )
+        elif p.is_file():
+            files = [p]
+        else:
+            raise io.PhasesegInputError(f"{p}: no such label file or folder")
+        for f in files:
+            if f.stem in found:
+                raise io.PhasesegInputError(f"{f}: second label file for id {f.stem!r}")
+            found[f.stem] = f
+    return found
+
+
+def _thumbnail(rgb: np.ndarray, max_side: int = 480) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(im)
+
+
+def _pick(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all when ``n <= k``)."""
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def measure_images(
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model: Segmenter | None = None,
+    labels: list[str | os.PathLike] | None = None,
+    pixel_size: float | None = None,
+    time_pattern: str | None = None,
+    tta: bool = False,
+    cell_type: str | None = None,
+    n_report_overlays: int = 12,
+) -> MeasureSummary:
+    """Segment (or read labels for) images, measure every cell and write the outputs.
+
+    Parameters
+    ----------
+    inputs : list of paths
+        Image files and/or folders (see :func:`phaseseg.io.find_images`).
+    out_dir : path
+        Created if needed. Receives ``cells.csv``, ``images.csv``, ``timecourse.csv`` and
+        ``timecourse.png`` (when time points are found), ``labels/<id>.tif``,
+        ``overlays/<id>.png`` and ``report.html``.
+    model : phaseseg.segment.segmenter.Segmenter, optional
+        Segments the images; needed unless ``labels`` is given.
+    labels : list of paths, optional
+        Label images (folders and/or files) matched to images by file stem; used instead of
+        the model.
+    pixel_size : float, optional
+        Microns per pixel (adds µm columns; density per mm²).
+    time_pattern : str, optional
+        Regex for :func:`compile_time_pattern`; default: LIVECell file names.
+    tta : bool
+        Flip test-time augmentation when segmenting.
+    cell_type : str, optional
+        Culture type whose thresholds the model uses for every image (one of the model's
+        types); default: predicted per image. Give it for a time series of one culture, so
+        that all time points are post-processed alike.
+    n_report_overlays : int
+        Overlays shown in the report (spread over time, or over the input order).
+
+    Returns
+    -------
+    MeasureSummary
+        An image that cannot be read, has no label file, or whose labels do not fit it is
+        logged, listed in ``failed`` and skipped.
+    """
+    if model is None and labels is None:
+        raise ValueError("give a model or label images")
+    if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise io.PhasesegInputError(f"--pixel-size must be a positive number, got {pixel_size}")
+    pattern = compile_time_pattern(time_pattern) if time_pattern is not None else None
+    paths = io.find_image_set(inputs)
+    label_files = find_label_files(labels) if labels is not None else None
+    if cell_type is not None and label_files is None and cell_type not in model.postprocess:
+        known = ", ".join(model.postprocess)
+        raise io.PhasesegInputError(f"--cell-type {cell_type!r}: the model knows {known}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise io.PhasesegInputError(f"{out}: exists and is not a folder")
+    times = [parse_time(p, pattern) for p in paths]
+    timed = [i for i, t in enumerate(times) if t is not None]
+    if pattern is not None and len(timed) < len(paths):
+        missed = [p.name for p, t in zip(paths, times, strict=True) if t is None]
+        log.warning(
+            "--time-from matched no time in %d of %d file names (e.g. %s)",
+            len(missed),
+            len(paths),
+            missed[0],
+        )
+    order = sorted(timed, key=lambda i: (times[i].well, times[i].elapsed_h)) if timed else []
+    order += [i for i in range(len(paths)) if times[i] is None]
+    rank = {idx: r for r, idx in enumerate(order)}  # report order: by well and time
+    shown = {order[j] for j in _pick(len(order), n_report_overlays)}
+
+    summary = MeasureSummary(n_timed=len(timed))
+    rows: list[dict[str, object]] = []
+    dist: dict[str, list[np.ndarray]] = {"area": [], "neurite": [], "hours": []}
+    thumbs: dict[int, tuple[np.ndarray, str]] = {}
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    cells_csv = out / "cells.csv"
+    with io.atomic_path(cells_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        header = True
+        for i, path in enumerate(tqdm(paths, desc="measure", unit="img")):
+            image_id = path.stem
+            try:
+                image = io.read_image(path)
+                lab, used_type = _labels_for(image, path, model, label_files, tta, cell_type)
+            except io.PhasesegInputError as e:
+                log.error("skipped: %s", e)
+                summary.failed.append(str(e))
+                continue
+            write_labels(out / "labels" / f"{image_id}.tif", lab)
+            rgb = overlay(image, lab)
+            write_png(out / "overlays" / f"{image_id}.png", rgb)
+            cells = measure_cells(lab, image, image_id, pixel_size)
+            cells.to_csv(fh, header=header, index=False, float_format="%.6g")
+            header = False
+            row = summarize_image(lab, image_id, cells, pixel_size)
+            row["file"] = str(path)
+            if used_type is not None:
+                row["cell_type"] = used_type
+            if times[i] is not None:
+                row["well"], row["elapsed_h"] = times[i].well, times[i].elapsed_h
+            rows.append(row)
+            area_col = "area_um2" if pixel_size is not None else "area_px"
+            dist["area"].append(cells[area_col].to_numpy(float))
+            dist["neurite"].append(cells["neurite_index"].to_numpy(float))
+            hours = times[i].elapsed_h if times[i] is not None else math.nan
+            dist["hours"].append(np.full(len(cells), hours))
+            if i in shown:
+                caption = image_id if times[i] is None else f"{times[i].well}, {hours:g} h"
+                thumbs[rank[i]] = (_thumbnail(rgb), f"{caption}: {len(cells)} cells")
+            summary.n_images += 1
+            summary.n_cells += len(cells)
+            log.debug("%s: %d cells", path, len(cells))
+        if header:  # no image measured: still a valid CSV with its header
+            cols = [c.name for c in COLUMNS["cells.csv"] if not c.when or pixel_size is not None]
+            fh.write(",".join(cols) + "\n")
+    summary.seconds = time.perf_counter() - start
+    summary.outputs.update(cells=cells_csv, labels=out / "labels", overlays=out / "overlays")
+
+    images = _images_frame(rows, pixel_size)
+    if cell_type is None and "cell_type" in images.columns and images["cell_type"].nunique() > 1:
+        counts = ", ".join(f"{t} {n}" for t, n in images["cell_type"].value_counts().items())
+        message = (
+            f"the model predicted different cell types for these images ({counts}), so their "
+            "cells were post-processed with different thresholds; for one culture, give "
+            "--cell-type"
+        )
+        log.warning(message)
+        summary.warnings.append(message)
+    with io.atomic_path(out / "images.csv") as tmp:
+        images.to_csv(tmp, index=False)
+    summary.outputs["images"] = out / "images.csv"
+    tc = timecourse(images) if "elapsed_h" in images.columns else None
+    tc_png = None
+    if tc is not None and len(tc):
+        with io.atomic_path(out / "timecourse.csv") as tmp:
+            tc.to_csv(tmp, index=False)
+        from phaseseg.analysis.report import figure_png
+
+        tc_png = figure_png(plot_timecourse(tc), dpi=110)
+        with io.atomic_path(out / "timecourse.png") as tmp:
+            tmp.write_bytes(tc_png)
+        summary.outputs.update(timecourse=out / "timecourse.csv", plot=out / "timecourse.png")
+    html = _report_html(images, tc, tc_png, dist, thumbs, summary, pixel_size)
+    with io.atomic_path(out / "report.html") as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    summary.outputs["report"] = out / "report.html"
+    return summary
+
+
+def _labels_for(
+    image: np.ndarray,
+    path: Path,
+    model: Segmenter | None,
+    label_files: dict[str, Path] | None,
+    tta: bool,
+    cell_type: str | None,
+) -> tuple[np.ndarray, str | None]:
+    """Labels of one image (from the model or a label file) and the predicted cell type."""
+    if label_files is None:
+        result = model.segment_full(image, tta=tta, cell_type=cell_type)
+        return result.labels, result.cell_type
+    if path.stem not in label_files:
+        raise io.PhasesegInputError(f"{path}: no label image named {path.stem}.tif/.png")
+    lab = read_labels(label_files[path.stem])
+    if lab.shape != image.shape:
+        raise io.PhasesegInputError(
+            f"{label_files[path.stem]}: labels {lab.shape} do not fit image {path} {image.shape}"
+        )
+    return lab, None
+
+
+def _images_frame(rows: list[dict[str, object]], pixel_size: float | None) -> pd.DataFrame:
+    def present(c: Column) -> bool:
+        if c.when == _PS:
+            return pixel_size is not None
+        if c.when == _NO_PS:
+            return pixel_size is None
+        return not c.when or any(c.name in r for r in rows)
+
+    columns = [c.name for c in COLUMNS["images.csv"] if present(c)]
+    frame = pd.DataFrame(rows, columns=columns)
+    if "well" in frame.columns:
+        frame = frame.astype({"elapsed_h": float})
+    return frame
+
+
+def _report_html(
+    images: pd.DataFrame,
+    tc: pd.DataFrame | None,
+    tc_png: bytes | None,
+    dist: dict[str, list[np.ndarray]],
+    thumbs: dict[int, tuple[np.ndarray, str]],
+    summary: MeasureSummary,
+    pixel_size: float | None,
+) -> str:
+    from phaseseg.analysis.report import Section, figure_png, render_html
+
+    sections = []
+    if tc_png is not None and tc is not None:
+        first, last = tc.iloc[0], tc.iloc[-1]
+        text = (
+            f"{len(tc)} time points in {tc['well'].nunique()} well(s). "
+            f"From {first['elapsed_h']:g} h to {last['elapsed_h']:g} h "
+            f"(well {last['well']}): {first['cells_per_image']:g} -> "
+            f"{last['cells_per_image']:g} cells per image, confluence "
+            f"{first['confluence_pct']:g}% -> {last['confluence_pct']:g}%."
+        )
+        sections.append(Section("Time course", text, tc_png, tc))
+    sections.append(
+        Section(
+            "Images",
+            f"{summary.n_images} images measured, {summary.n_cells} cells"
+            + (f"; {len(summary.failed)} skipped" if summary.failed else "")
+            + ". Columns are documented in docs/measure_columns.md.",
+            table=images.drop(columns=["file"]).set_index("image_id"),
+        )
+    )
+    if summary.n_cells:
+        sections.append(
+            Section(
+                "Cell size and shape",
+                "Distributions over all cells"
+                + (" (earliest and latest time point)." if tc is not None and len(tc) > 1 else "."),
+                figure_png(_plot_distributions(dist, pixel_size), dpi=100),
+            )
+        )
+    if thumbs:
+        sections.append(
+            Section(
+                "Overlays",
+                f"{len(thumbs)} of {summary.n_images} images with each cell's outline; "
+                "full-size overlays are in overlays/.",
+                figure_png(_plot_thumbs(thumbs), dpi=100, palette=True),
+            )
+        )
+    if summary.warnings:
+        sections.insert(0, Section("Warnings", " | ".join(summary.warnings)))
+    if summary.failed:
+        sections.append(Section("Skipped images", " | ".join(summary.failed)))
+    return render_html("phaseseg measure", sections, meta=f"{summary.n_images} images")
+
+
+def _plot_distributions(dist: dict[str, list[np.ndarray]], pixel_size: float | None) -> Figure:
+    from phaseseg.analysis.report import new_figure
+
+    area, neurite, hours = (np.concatenate(dist[k]) for k in ("area", "neurite", "hours"))
+    fig = new_figure(figsize=(10, 3.5), layout="constrained")
+    ax_a, ax_n = fig.subplots(1, 2)
+    groups = [("all cells", np.ones(len(area), bool))]
+    finite = hours[np.isfinite(hours)]
+    if len(np.unique(finite)) > 1:
+        lo, hi = finite.min(), finite.max()
+        groups = [(f"{lo:g} h", hours == lo), (f"{hi:g} h", hours == hi)]
+    positive = area[area > 0]
+    bins_a = (
+        np.geomspace(max(positive.min(), 1e-3), positive.max() * 1.01, 40) if len(positive) else 10
+    )
+    bins_n = np.linspace(0, max(float(np.nanpercentile(neurite, 99.5)), 1.0), 40)
+    for name, sel in groups:
+        kw = {"histtype": "step", "linewidth": 1.5, "label": f"{name} ({sel.sum()} cells)"}
+        ax_a.hist(area[sel], bins=bins_a, **kw)
+        ax_n.hist(np.clip(neurite[sel], 0, bins_n[-1]), bins=bins_n, **kw)
+    ax_a.set_xscale("log")
+    ax_a.set_xlabel("cell area (µm²)" if pixel_size is not None else "cell area (px)")
+    ax_n.set_xlabel("neurite index (skeleton length / equivalent diameter; last bin: and above)")
+    for ax in (ax_a, ax_n):
+        ax.set_ylabel("cells")
+        ax.legend(fontsize="small")
+    return fig
+
+
+def _plot_thumbs(thumbs: dict[int, tuple[np.ndarray, str]]) -> Figure:
+    from phaseseg.analysis.report import new_figure
+
+    n = len(thumbs)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    first = next(iter(thumbs.values()))[0]
+    aspect = first.shape[0] / first.shape[1]
+    fig = new_figure(figsize=(5.2 * cols, 5.2 * aspect * rows + 0.35 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, (_, (rgb, caption)) in zip(axes, sorted(thumbs.items()), strict=False):
+        ax.imshow(rgb, interpolation="lanczos")
+        ax.set_title(caption, fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    return fig

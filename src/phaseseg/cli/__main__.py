@@ -1,0 +1,5 @@
+import sys
+
+from phaseseg.cli import main
+
+sys.exit(main())

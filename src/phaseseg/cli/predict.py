@@ -1,0 +1,57 @@
+"""``phaseseg predict``: segment images; write a submission, label TIFFs, overlays."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from phaseseg.cli._common import add_min_score_option, load_model_from_args
+from phaseseg.io import PhasesegInputError
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from phaseseg.segment.predict import predict_images
+
+    if not (args.submission or args.labels_dir or args.overlays_dir):
+        raise PhasesegInputError(
+            "nothing to write: give --submission, --labels-dir or --overlays-dir"
+        )
+    model = load_model_from_args(args)
+    summary = predict_images(
+        args.images,
+        model,
+        submission=args.submission,
+        labels_dir=args.labels_dir,
+        overlays_dir=args.overlays_dir,
+        tta=args.tta,
+        cell_type=args.cell_type,
+    )
+    for line in summary.failed:
+        print(f"phaseseg predict: skipped {line}", file=sys.stderr)
+    print(f"{summary.n_images} images, {summary.n_cells} cells")
+    for what, where in (
+        ("submission", args.submission),
+        ("labels", args.labels_dir),
+        ("overlays", args.overlays_dir),
+    ):
+        if where:
+            print(f"{what}: {where}")
+    return 1 if summary.failed else 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment images; write a submission, label TIFFs, overlays")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--model", help="model file (default: the bundled model)")
+    p.add_argument("--submission", metavar="CSV", help="write a competition submission.csv")
+    p.add_argument("--labels-dir", metavar="DIR", help="write one label TIFF per image")
+    p.add_argument("--overlays-dir", metavar="DIR", help="write one outline overlay PNG per image")
+    p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    p.add_argument(
+        "--cell-type",
+        choices=["astro", "cort", "shsy5y"],
+        help="use this cell type's thresholds for every image (default: predicted per image)",
+    )
+    add_min_score_option(p)
+    p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
+    p.set_defaults(func=_cmd_predict)

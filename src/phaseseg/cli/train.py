@@ -1,0 +1,92 @@
+"""``phaseseg train``: train a segmentation model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_TRAIN_FLAGS = (
+    "steps",
+    "batch_size",
+    "crop_size",
+    "lr",
+    "seed",
+    "eval_every",
+    "init",
+    "tune",
+    "input_scale",
+)
+
+
+def _fold(text: str) -> int | str:
+    if text.lower() == "none":
+        return "none"
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"expected a fold number or 'none', got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from phaseseg.io import atomic_path
+    from phaseseg.train import TrainConfig, fit
+
+    cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.val_fold is not None:
+        overrides["val_fold"] = None if args.val_fold == "none" else args.val_fold
+    cfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
+    out = Path(args.out)
+    with atomic_path(out.with_name(out.stem + ".config.json")) as tmp:
+        tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    scores = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
+    print(f"model written to {out}")
+    if scores and "tuned" not in scores:
+        best = scores["untuned"]
+        kept = best["ema"] if best.get("weights") == "ema" else best
+        print(f"fold {cfg.val_fold} score (thresholds not tuned): {kept['overall']:.4f}")
+    elif scores:
+        tuned = scores["tuned"]
+        print(
+            f"fold {cfg.val_fold} score (tuned thresholds): {tuned['overall']:.4f}  "
+            + "  ".join(f"{t} {tuned[t]:.4f}" for t in ("astro", "cort", "shsy5y") if t in tuned)
+        )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a segmentation model")
+    p.add_argument("data_dir", help="folder with train.csv, train/*.png (and folds.csv)")
+    p.add_argument("--out", required=True, help="output model file (.pt)")
+    p.add_argument(
+        "--val-fold",
+        type=_fold,
+        help="fold held out for validation and tuning (default 0; 'none' trains on everything)",
+    )
+    p.add_argument("--config", help="JSON file of training options (flags override it)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 5000)")
+    p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
+    p.add_argument("--crop-size", type=int, help="crop side in pixels (default 256)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        help="the network works on images enlarged by this factor (default: --init's, else 1)",
+    )
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default 2500)")
+    p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
+    p.add_argument(
+        "--no-tune",
+        dest="tune",
+        action="store_const",
+        const=False,
+        help="skip tuning the thresholds at the end (phaseseg.train.retune does it later)",
+    )
+    p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
+    p.set_defaults(func=_cmd_train)

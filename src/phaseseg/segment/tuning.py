@@ -1,0 +1,153 @@
+"""Tuning the post-processing thresholds per cell type on a validation fold.
+
+:func:`tune_postprocess` grid-searches :class:`~phaseseg.segment.postprocess.PostprocessParams`
+on network maps of annotated images, :func:`score_val` scores maps with given thresholds as at
+inference time, and :func:`retune` re-tunes a model file's thresholds on its validation fold.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from phaseseg import io
+from phaseseg.metrics import image_score
+from phaseseg.nn.checkpoint import load_model_file, save_model
+from phaseseg.nn.model import build_model
+from phaseseg.segment.postprocess import (
+    PostprocessParams,
+    distance_maxima,
+    maps_to_labels,
+    remove_small,
+    remove_uncertain,
+)
+from phaseseg.segment.segmenter import pick_device, predict_maps
+
+if TYPE_CHECKING:
+    from phaseseg.train.samples import Sample
+
+log = logging.getLogger(__name__)
+
+
+def predict_val(net, samples: list[Sample], device) -> list[tuple[np.ndarray, ...]]:
+    """Network maps ``(fg, dist, type_probs)`` of every validation sample."""
+    net.eval()
+    maps = [predict_maps(net, s.image, device) for s in tqdm(samples, desc="val", leave=False)]
+    net.train()
+    return maps
+
+
+def score_val(
+    samples: list[Sample], maps: list[tuple[np.ndarray, ...]], params: dict[str, PostprocessParams]
+) -> dict[str, float]:
+    """Competition score (overall and per true cell type) with thresholds chosen by the
+    *predicted* cell type, as at inference time; plus the cell-type accuracy."""
+    per_type: dict[str, list[float]] = {t: [] for t in io.CELL_TYPES}
+    correct = 0
+    for s, (fg, dist, probs) in zip(samples, maps, strict=True):
+        predicted = io.CELL_TYPES[int(np.argmax(probs))]
+        correct += predicted == io.CELL_TYPES[s.cell_type]
+        labels = maps_to_labels(fg, dist, **params[predicted].to_dict())
+        per_type[io.CELL_TYPES[s.cell_type]].append(image_score(s.labels, labels))
+    scores = {t: float(np.mean(v)) for t, v in per_type.items() if v}
+    scores["overall"] = float(np.mean(list(itertools.chain(*per_type.values()))))
+    scores["cell_type_accuracy"] = correct / len(samples)
+    return scores
+
+
+def tune_postprocess(
+    samples: list[Sample], maps: list[tuple[np.ndarray, ...]]
+) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
+    """Grid-search the thresholds per cell type on validation maps (by true cell type), in three
+    stages: threshold seeds over foreground x seed threshold x minimum size; then h-maxima seeds
+    (height x floor) with the chosen foreground threshold and minimum size; then a minimum mean
+    foreground probability per cell. A later stage is kept only where it scores higher."""
+    fg_grid, seed_grid = (0.3, 0.4, 0.5, 0.6), (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    size_grid = (0, 20, 40, 80, 120, 200)
+    h_grid = (0.05, 0.1, 0.15, 0.2, 0.3)
+    score_grid = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+    best: dict[str, PostprocessParams] = {}
+    for t_index, name in enumerate(io.CELL_TYPES):
+        group = [(s, m) for s, m in zip(samples, maps, strict=True) if s.cell_type == t_index]
+        if not group:
+            best[name] = PostprocessParams()
+            continue
+        results = []
+        for fg_t, seed_t in tqdm(
+            list(itertools.product(fg_grid, seed_grid)), desc=f"tune {name}", leave=False
+        ):
+            labelled = [(s.labels, maps_to_labels(m[0], m[1], fg_t, seed_t, 0)) for s, m in group]
+            for min_size in size_grid:
+                score = np.mean([image_score(t, remove_small(p, min_size)) for t, p in labelled])
+                results.append((score, PostprocessParams(fg_t, seed_t, min_size)))
+        score, params = max(results, key=lambda r: r[0])
+        # second stage: h-maxima seeds, with the chosen foreground threshold and minimum size
+        for seed_h in h_grid:
+            maxima = [distance_maxima(m[1], seed_h) for _, m in group]  # once per height
+            for seed_t in (0.1, 0.2, 0.3):
+                trial = replace(params, seed_thresh=seed_t, seed_h=seed_h)
+                trial_score = np.mean(
+                    [
+                        image_score(
+                            s.labels, maps_to_labels(m[0], m[1], **trial.to_dict(), maxima=x)
+                        )
+                        for (s, m), x in zip(group, maxima, strict=True)
+                    ]
+                )
+                if trial_score > score:
+                    score, params = trial_score, trial
+        # third stage: drop uncertain cells (low mean foreground probability)
+        labelled = [
+            (s.labels, maps_to_labels(m[0], m[1], **params.to_dict()), m[0]) for s, m in group
+        ]
+        for min_score in score_grid:
+            trial_score = np.mean(
+                [image_score(t, remove_uncertain(p, fg, min_score)) for t, p, fg in labelled]
+            )
+            if trial_score > score:
+                score, params = trial_score, replace(params, min_score=min_score)
+        log.info("tuned %s: %s -> %.4f", name, params, score)
+        best[name] = params
+    return best, score_val(samples, maps, best)
+
+
+def retune(model_path: str | Path, data_dir: str | Path, device: str | None = None) -> dict:
+    """Re-tune a model file's thresholds on its validation fold (e.g. after the grid changed).
+
+    The weights and everything else in the file stay as they are; ``postprocess`` and
+    ``scores["tuned"]`` are replaced. Returns the new tuned scores.
+    """
+    from phaseseg.train.samples import load_samples, read_folds  # training data: only here
+
+    payload = load_model_file(model_path)
+    fold = payload["data"]["val_fold"]
+    if fold is None:
+        raise io.PhasesegInputError(f"{model_path}: trained without a validation fold")
+    dev = pick_device(device)
+    net = build_model(payload["net"]).to(dev).to(memory_format=torch.channels_last)
+    net.load_state_dict(payload["state_dict"])
+    df = io.read_train_csv(Path(data_dir) / "train.csv")
+    folds = read_folds(Path(data_dir), df)
+    samples = load_samples(data_dir, [i for i, f in folds.items() if f == fold])
+    params, scores = tune_postprocess(samples, predict_val(net, samples, dev))
+    log.info("re-tuned thresholds on fold %s: %s", fold, _fmt(scores))
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    meta["postprocess"] = _as_dicts(params)
+    meta["scores"] = {**meta.get("scores", {}), "tuned": scores}
+    save_model(model_path, payload["state_dict"], meta)
+    return scores
+
+
+def _as_dicts(params: dict[str, PostprocessParams]) -> dict[str, dict]:
+    return {k: v.to_dict() for k, v in params.items()}
+
+
+def _fmt(scores: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
