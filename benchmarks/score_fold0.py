@@ -1,6 +1,7 @@
 """Competition score of a model on a validation fold of the shared Sartorius data.
 
     .venv/bin/python benchmarks/score_fold0.py [--model M] [--fold 0] [--tta] [--json OUT]
+        [--submission CSV]
 
 Predicts every image of the fold with the CLI's own code path (read -> network -> thresholds of
 the predicted cell type -> labels -> submission.csv), then scores the submission against
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--submission", type=Path, help="also keep the submission CSV here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -48,6 +51,8 @@ def main() -> None:
         summary = predict_images(paths, model, submission=sub_path, tta=args.tta)
         seconds = time.perf_counter() - t0
         scores = score_tables(truth, io.read_submission(sub_path))
+        if args.submission:
+            shutil.copyfile(sub_path, args.submission)
     true_types = folds.set_index("id")["cell_type"]
     type_acc = sum(true_types[i] == t for i, t in summary.cell_types.items()) / len(ids)
     result = {
