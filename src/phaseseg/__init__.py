@@ -1,7 +1,11 @@
 """phaseseg: instance segmentation of neuronal cells in phase-contrast microscopy.
 
+>>> import numpy as np
 >>> from phaseseg import load_model
->>> labels = load_model().segment(image)   # uint8 (H, W) -> int32 (H, W) labels
+>>> image = np.full((96, 128), 128, np.uint8)  # a phase-contrast image: uint8 (H, W)
+>>> labels = load_model().segment(image)       # -> int32 (H, W) labels, 0 = background
+>>> labels.shape, labels.dtype
+((96, 128), dtype('int32'))
 """
 
 __version__ = "0.1.0"

@@ -70,7 +70,7 @@ def maps_to_labels(
     Examples
     --------
     >>> fg = np.zeros((8, 8)); fg[1:4, 1:4] = fg[5:8, 5:8] = 1
-    >>> maps_to_labels(fg, fg, min_size=1).max()
+    >>> int(maps_to_labels(fg, fg, min_size=1).max())
     2
     """
     mask = foreground > fg_thresh

@@ -1,8 +1,22 @@
 """Your own annotations -> a training folder that ``phaseseg train`` reads.
 
+>>> import tempfile, numpy as np, tifffile
+>>> from pathlib import Path
+>>> from PIL import Image
 >>> from phaseseg.train.make_dataset import pair_label_images, build_dataset
->>> pairs = pair_label_images(["images/"], "masks/")        # [(image path, label path), ...]
->>> build_dataset(pairs, "my_data", cell_type="shsy5y")      # doctest: +SKIP
+>>> root = Path(tempfile.mkdtemp()); (root / "images").mkdir(); (root / "masks").mkdir()
+>>> Image.fromarray(np.full((64, 64), 100, np.uint8)).save(root / "images" / "a.png")
+>>> labels = np.zeros((64, 64), np.uint16); labels[5:15, 5:15] = 1; labels[30:50, 20:40] = 2
+>>> tifffile.imwrite(root / "masks" / "a_masks.tif", labels)   # Cellpose's naming
+>>> pairs = pair_label_images([root / "images"], root / "masks")  # [(image, label image), ...]
+>>> [(image.name, label.name) for image, label in pairs]
+[('a.png', 'a_masks.tif')]
+>>> build_dataset(pairs, root / "my_data", cell_type="shsy5y")  # the folds table
+  id cell_type  fold
+0  a    shsy5y     0
+>>> sorted(p.name for p in (root / "my_data").iterdir())
+['folds.csv', 'train', 'train.csv']
+>>> import shutil; shutil.rmtree(root)
 
 The folder gets ``train/<id>.png`` (8-bit grayscale), ``train.csv`` (Kaggle format: one row per
 cell, ``id,annotation,width,height,cell_type``) and ``folds.csv`` (``id,cell_type,fold``, images
