@@ -17,7 +17,7 @@ validating ``submission.csv`` in :mod:`phaseseg.io.submission` (neither is impor
 """
 
 from phaseseg.io.errors import PhasesegInputError
-from phaseseg.io.files import atomic_path
+from phaseseg.io.files import atomic_dir, atomic_path, output_dir, remove_stale_temporaries
 from phaseseg.io.images import (
     IMAGE_SUFFIXES,
     TIFF_SUFFIXES,
@@ -63,6 +63,7 @@ __all__ = [
     "TRAIN_EXTRA_COLUMNS",
     "PhasesegInputError",
     "annotations_to_labels",
+    "atomic_dir",
     "atomic_path",
     "check_labels",
     "find_image_set",
@@ -71,9 +72,11 @@ __all__ = [
     "iter_image_labels",
     "label_runs",
     "labels_to_rles",
+    "output_dir",
     "read_image",
     "read_submission",
     "read_train_csv",
+    "remove_stale_temporaries",
     "rle_decode",
     "rle_encode",
     "rle_pixels",

@@ -1,12 +1,134 @@
-"""Atomic writes: an output is written to a temporary file and renamed when complete."""
+"""Outputs that appear whole or not at all.
+
+* :func:`atomic_path`: a file is written under a temporary name beside it, ``.NAME.XXXXXXXX.SUF``
+  (8 hex digits, the file's own suffix), and renamed onto ``NAME`` only when complete; on an
+  error or Ctrl-C the temporary file is removed.
+* :func:`atomic_dir`: the same for a folder built in several steps.
+* :func:`output_dir`: a folder created for a run's outputs is removed again if the run fails
+  before writing anything into it.
+* :func:`remove_stale_temporaries`: what a killed run (``kill -9``, power loss) left behind is
+  removed by the next run that writes into the same folder. A temporary is stale when no
+  process holds its lock (the writer keeps an advisory lock on it while it lives) and it is
+  older than the current process.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+try:  # advisory locks mark temporaries still being written (POSIX)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the age rule alone decides
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+#: When this process started writing: temporaries older than this are an earlier run's.
+RUN_STARTED = time.time()
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}(?P<suffix>\.[^.]*)?$")
+_cleaned: set[Path] = set()  # folders already rid of stale temporaries by this process
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A fresh temporary name beside ``path``: ``.NAME.XXXXXXXX.SUF`` (not created).
+
+    >>> temporary_name("out/s.csv").name.startswith(".s.csv.")
+    True
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether ``name`` is one of :func:`temporary_name`'s.
+
+    >>> is_temporary_name(".s.csv.06699805.csv"), is_temporary_name("s.csv")
+    (True, False)
+    """
+    m = _TEMPORARY.match(name)
+    return bool(m) and Path(m["name"]).suffix == (m["suffix"] or "")
+
+
+def remove_stale_temporaries(
+    directory: str | os.PathLike, before: float | None = None
+) -> list[Path]:
+    """Remove the temporaries that killed runs left in ``directory``; return what was removed.
+
+    A file or folder named like :func:`temporary_name`'s is removed when it was last modified
+    before ``before`` (default: :data:`RUN_STARTED`) and no living process holds its lock.
+    """
+    before = RUN_STARTED if before is None else before
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not is_temporary_name(entry.name):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= before or _locked(entry.path):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        log.info(
+            "removed %d temporary file(s) left by an interrupted run in %s (e.g. %s)",
+            len(removed),
+            directory,
+            removed[0].name,
+        )
+    return removed
+
+
+def _clean_once(directory: Path) -> None:
+    key = directory.resolve()
+    if key not in _cleaned:
+        _cleaned.add(key)
+        remove_stale_temporaries(directory)
+
+
+def _locked(path: str) -> bool:
+    """Whether another process holds the lock of the temporary ``path``."""
+    if fcntl is None:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock just taken
+
+
+def _hold_lock(path: Path) -> int | None:
+    """Open ``path`` and lock it for as long as the descriptor stays open."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # pragma: no cover - a file system without locks: the age rule decides
+        pass
+    return fd
 
 
 @contextmanager
@@ -14,20 +136,76 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     The temporary file is created with the usual permissions (``0o666`` less the umask), so
-    the final file is readable like any other, not private like ``tempfile.mkstemp``'s.
+    the final file is readable like any other, not private like ``tempfile.mkstemp``'s. On any
+    exception, Ctrl-C included, it is removed; stale ones of killed runs are removed by the
+    first write into the same folder (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_once(path.parent)
     while True:
-        tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
+        tmp_path = temporary_name(path)
         try:
             os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             break
         except FileExistsError:  # pragma: no cover - 32-bit random name collision
             continue
+    lock = None
     try:
+        lock = _hold_lock(tmp_path)
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        if lock is not None:
+            os.close(lock)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``path``; rename it onto ``path`` on success.
+
+    ``path`` must not exist or be an empty folder. On any exception the temporary folder and
+    everything in it are removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_once(path.parent)
+    while True:
+        tmp_path = temporary_name(path)
+        try:
+            tmp_path.mkdir()
+            break
+        except FileExistsError:  # pragma: no cover
+            continue
+    lock = None
+    try:
+        lock = _hold_lock(tmp_path)
+        yield tmp_path
+        if path.exists():
+            path.rmdir()
+        tmp_path.rename(path)
+    finally:
+        if tmp_path.exists():
+            shutil.rmtree(tmp_path)
+        if lock is not None:
+            os.close(lock)
+
+
+@contextmanager
+def output_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Create the folder ``path`` (and missing parents) for the block's outputs; if the block
+    raises (Ctrl-C included), remove the folders it created that are still empty."""
+    path = Path(path)
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (an output was written), or not ours
+                break
+        raise

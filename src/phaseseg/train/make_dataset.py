@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -124,9 +122,7 @@ def build_dataset(
         raise io.PhasesegInputError(f"n_folds must be at least 1, got {n_folds}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise io.PhasesegInputError(f"{out}: exists and is not an empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with io.atomic_dir(out) as tmp:  # out appears complete or not at all
         rows, ids = [], []
         (tmp / "train").mkdir()
         for image_path, labels in tqdm(items, desc="dataset", unit="img"):  # streams COCO files
@@ -157,11 +153,5 @@ def build_dataset(
         folds = pd.DataFrame({"id": sorted(ids), "cell_type": cell_type})
         folds["fold"] = np.arange(len(folds)) % n_folds
         folds.to_csv(tmp / "folds.csv", index=False)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     log.info("wrote %s: %d images", out, len(ids))
     return folds
