@@ -559,8 +559,9 @@ def write_eda_report(
         The ``report.html`` written.
     """
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)  # created by the first write: a failed run leaves no empty folder
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PhasesegInputError(f"{out_dir}: exists and is not a folder")
     stats = collect_stats(data_dir)
     summary = summarize(stats)
     log.info("measured %d images in %.1f s", len(stats.images), time.perf_counter() - t0)

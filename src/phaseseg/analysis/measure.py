@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from phaseseg import io
 from phaseseg.analysis.columns import _NO_PS, _PS, COLUMNS, Column, describe_columns
@@ -45,6 +44,7 @@ from phaseseg.analysis.timecourse import (
     timecourse,
 )
 from phaseseg.io.formats import LABEL_SUFFIXES, read_labels, write_labels
+from phaseseg.progress import tqdm
 
 if TYPE_CHECKING:
     from phaseseg.segment.segmenter import Segmenter
@@ -242,6 +242,11 @@ def measure_images(
             summary.n_images += 1
             summary.n_cells += len(cells)
             log.debug("%s: %d cells", path, len(cells))
+        if summary.failed and not summary.n_images:  # keep the outputs of an earlier run
+            raise io.PhasesegInputError(
+                f"no image could be measured: {summary.failed[0]}"
+                + (f" (and {len(summary.failed) - 1} more)" if len(summary.failed) > 1 else "")
+            )
         if header:  # no image measured: still a valid CSV with its header
             cols = [c.name for c in COLUMNS["cells.csv"] if not c.when or pixel_size is not None]
             fh.write(",".join(cols) + "\n")

@@ -7,8 +7,10 @@ import argparse
 
 def _cmd_eda(args: argparse.Namespace) -> int:
     from phaseseg.analysis.eda import write_eda_report
+    from phaseseg.io import output_dir
 
-    report = write_eda_report(args.data_dir, args.out)
+    with output_dir(args.out):  # a failed run leaves no empty folder
+        report = write_eda_report(args.data_dir, args.out)
     print(report)
     return 0
 

@@ -18,6 +18,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     truth = read_train_csv(args.truth)
     submission = read_submission(args.submission)
+    if args.only_submitted:  # score a few predicted images against a full train.csv
+        submitted = set(submission["id"].astype(str))
+        truth = truth[truth["id"].astype(str).isin(submitted)]
+        if truth.empty:
+            raise PhasesegInputError(
+                f"{args.submission}: none of its image ids is in {args.truth}"
+                if submitted
+                else f"{args.submission}: no image to score"
+            )
     scores = score_tables(
         truth, submission, truth_source=args.truth, submission_source=args.submission
     )
@@ -25,7 +34,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise PhasesegInputError(f"{args.truth}: no ground-truth image to score")
     counts = scores.per_image["cell_type"].value_counts()
     missing = (
-        f"; {scores.n_missing} missing from the submission, scored 0" if scores.n_missing else ""
+        f"; {scores.n_missing} missing from the submission, scored 0 (--only-submitted: skip them)"
+        if scores.n_missing
+        else ""
     )
     lines = [f"score {scores.score:.4f}  ({scores.n_images} images{missing})", ""]
     lines.append(f"{'cell type':<12}{'images':>8}{'score':>9}")
@@ -48,5 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("truth", help="ground-truth CSV (train.csv format)")
     p.add_argument("submission", help="submission CSV (id,predicted)")
+    p.add_argument(
+        "--only-submitted",
+        action="store_true",
+        help="score only the images present in the submission (default: every truth image; "
+        "those missing from the submission score 0)",
+    )
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the scores as JSON")
     p.set_defaults(func=_cmd_evaluate)

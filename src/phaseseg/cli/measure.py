@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from phaseseg.cli._common import add_min_score_option, load_model_from_args
 from phaseseg.io import PhasesegInputError
@@ -11,6 +10,7 @@ from phaseseg.io import PhasesegInputError
 
 def _cmd_measure(args: argparse.Namespace) -> int:
     from phaseseg.analysis.measure import describe_columns, measure_images
+    from phaseseg.io import output_dir
 
     if args.describe:
         print(describe_columns(), end="")
@@ -20,18 +20,17 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     if args.labels and args.model:
         raise PhasesegInputError("give --model or --labels, not both")
     model = None if args.labels else load_model_from_args(args)
-    summary = measure_images(
-        args.images,
-        args.out,
-        model=model,
-        labels=args.labels,
-        pixel_size=args.pixel_size,
-        time_pattern=args.time_from,
-        tta=args.tta,
-        cell_type=args.cell_type,
-    )
-    for line in summary.failed:
-        print(f"phaseseg measure: skipped {line}", file=sys.stderr)
+    with output_dir(args.out):  # a failed run leaves no empty folders
+        summary = measure_images(
+            args.images,
+            args.out,
+            model=model,
+            labels=args.labels,
+            pixel_size=args.pixel_size,
+            time_pattern=args.time_from,
+            tta=args.tta,
+            cell_type=args.cell_type,
+        )
     per_image = summary.seconds / max(summary.n_images, 1)
     print(
         f"{summary.n_images} images, {summary.n_cells} cells "

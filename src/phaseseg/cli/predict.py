@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from phaseseg.cli._common import add_min_score_option, load_model_from_args
 from phaseseg.io import PhasesegInputError
@@ -17,6 +16,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             "nothing to write: give --submission, --labels-dir or --overlays-dir"
         )
     model = load_model_from_args(args)
+    if args.cell_type is not None and args.cell_type not in model.postprocess:
+        known = ", ".join(model.postprocess)
+        raise PhasesegInputError(f"--cell-type {args.cell_type!r}: the model knows {known}")
     summary = predict_images(
         args.images,
         model,
@@ -26,8 +28,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         tta=args.tta,
         cell_type=args.cell_type,
     )
-    for line in summary.failed:
-        print(f"phaseseg predict: skipped {line}", file=sys.stderr)
     print(f"{summary.n_images} images, {summary.n_cells} cells")
     for what, where in (
         ("submission", args.submission),
@@ -49,8 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
     p.add_argument(
         "--cell-type",
-        choices=["astro", "cort", "shsy5y"],
-        help="use this cell type's thresholds for every image (default: predicted per image)",
+        help="use this cell type's thresholds for every image, one of the model's (the bundled "
+        "model's: astro, cort, shsy5y; default: predicted per image)",
     )
     add_min_score_option(p)
     p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")

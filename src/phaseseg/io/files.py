@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -21,7 +22,6 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 try:  # advisory locks mark temporaries still being written (POSIX)
@@ -131,7 +131,7 @@ def _hold_lock(path: Path) -> int | None:
     return fd
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
@@ -162,7 +162,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.close(lock)
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new temporary folder beside ``path``; rename it onto ``path`` on success.
 
@@ -193,19 +193,31 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.close(lock)
 
 
-@contextmanager
+@contextlib.contextmanager
 def output_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Create the folder ``path`` (and missing parents) for the block's outputs; if the block
-    raises (Ctrl-C included), remove the folders it created that are still empty."""
+    raises (Ctrl-C included), remove the folders it created that are still empty.
+
+    Inside a folder it created, empty sub-folders (e.g. ``labels/`` before the first image) go
+    too; files, and folders that existed before, stay.
+    """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        from phaseseg.io.errors import PhasesegInputError
+
+        raise PhasesegInputError(f"{path}: exists and is not a folder")
     created = [p for p in (path, *path.parents) if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
     except BaseException:
-        for folder in created:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (an output was written), or not ours
-                break
+        if created:
+            for root, _, _ in sorted(os.walk(path), key=lambda w: -len(Path(w[0]).parts)):
+                with contextlib.suppress(OSError):  # not empty: an output was written
+                    Path(root).rmdir()
+            for folder in created[1:]:  # the missing parents, deepest first
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         raise

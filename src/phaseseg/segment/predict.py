@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from phaseseg import io
 from phaseseg.analysis.overlays import overlay, write_png
 from phaseseg.io.formats import write_labels
 from phaseseg.io.submission import write_submission
+from phaseseg.progress import tqdm
 from phaseseg.segment.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def iter_segmentations(
         try:
             image = io.read_image(path)
         except io.PhasesegInputError as e:
-            log.error("skipped: %s", e)
+            log.debug("skipped: %s", e)  # reported by the caller, from summary.failed
             summary.failed.append(str(e))
             continue
         result = model.segment_full(image, tta=tta, cell_type=cell_type)
@@ -93,9 +93,34 @@ def predict_images(
         summary=summary,
         cell_type=cell_type,
     )
+    items = _reported(items, summary, submission)
     if submission is not None:
         write_submission(submission, items)
     else:
         for _ in items:
             pass
     return summary
+
+
+def _reported(
+    items: Iterator[tuple[str, np.ndarray]],
+    summary: PredictSummary,
+    submission: str | os.PathLike | None,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Pass ``items`` on; log the skipped images (``summary.failed``) once one image has been
+    segmented. When none was, raise one :class:`~phaseseg.io.PhasesegInputError` instead: the
+    submission is then not written, so an earlier one stays as it was."""
+    logged = 0
+    for item in items:
+        for line in summary.failed[logged:]:
+            log.error("skipped: %s", line)
+        logged = len(summary.failed)
+        yield item
+    if summary.n_images:
+        for line in summary.failed[logged:]:
+            log.error("skipped: %s", line)
+        return
+    n = len(summary.failed)
+    cause = f"{summary.failed[0]}" + (f" (and {n - 1} more)" if n > 1 else "") if n else "no images"
+    kept = f"; {submission} left as it was" if submission is not None else ""
+    raise io.PhasesegInputError(f"no image could be segmented: {cause}{kept}")

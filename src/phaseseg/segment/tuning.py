@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from phaseseg import io
 from phaseseg.metrics import image_score
 from phaseseg.nn.checkpoint import load_model_file, save_model
 from phaseseg.nn.model import build_model
+from phaseseg.progress import tqdm
 from phaseseg.segment.postprocess import (
     PostprocessParams,
     distance_maxima,

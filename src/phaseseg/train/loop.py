@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from phaseseg import io
 from phaseseg.nn.checkpoint import load_model_file, save_model
 from phaseseg.nn.model import NetConfig, build_model, can_widen, widen
+from phaseseg.progress import tqdm
 from phaseseg.segment.postprocess import PostprocessParams
 from phaseseg.segment.segmenter import BUNDLED_MODEL, pick_device
 from phaseseg.segment.tuning import _as_dicts, _fmt, predict_val, score_val, tune_postprocess

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from phaseseg import io
 from phaseseg.io.formats import iter_coco, read_labels
+from phaseseg.progress import tqdm
 
 log = logging.getLogger(__name__)
 

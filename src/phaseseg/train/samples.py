@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from skimage.segmentation import find_boundaries
-from tqdm.auto import tqdm
 
 from phaseseg import io
+from phaseseg.progress import tqdm
 from phaseseg.segment.normalize import normalize_image
 from phaseseg.train.targets import make_targets
 
