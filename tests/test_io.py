@@ -308,8 +308,8 @@ def test_read_image_errors(tmp_path, gray):
     with pytest.raises(PhasesegInputError, match="junk.png: not a readable image"):
         image_shape(tmp_path / "junk.png")
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 5, 6, 7), np.uint8))
-    with pytest.raises(PhasesegInputError, match="expected a 2-D"):
-        read_image(tmp_path / "stack.tif")
+    with pytest.raises(PhasesegInputError, match="stack.tif: holds 15 frames"):
+        read_image(tmp_path / "stack.tif")  # predict and measure read it frame by frame
     with pytest.raises(PhasesegInputError, match="expected a 2-D"):
         image_shape(tmp_path / "stack.tif")
     with pytest.raises(PhasesegInputError, match="no such file"):

@@ -11,9 +11,11 @@ User mistakes (missing file, corrupt image, malformed row) raise :class:`Phasese
 one line that names the file (and row) and what is wrong; the CLI prints it and exits non-zero.
 
 Modules: :mod:`~phaseseg.io.rle` (RLE), :mod:`~phaseseg.io.tables` (``train.csv``,
-``submission.csv``), :mod:`~phaseseg.io.images` (images), :mod:`~phaseseg.io.files` (atomic
-writes); COCO JSON and label images (TIFF/PNG) live in :mod:`phaseseg.io.formats`, writing and
-validating ``submission.csv`` in :mod:`phaseseg.io.submission` (neither is imported here).
+``submission.csv``), :mod:`~phaseseg.io.images` (images), :mod:`~phaseseg.io.microscopy`
+(stacks frame by frame, pixel size and frame times from metadata, bioio formats),
+:mod:`~phaseseg.io.files` (atomic writes); COCO JSON and label images (TIFF/PNG) live in
+:mod:`phaseseg.io.formats`, Fiji ROI sets in :mod:`phaseseg.io.rois`, writing and validating
+``submission.csv`` in :mod:`phaseseg.io.submission` (none of them is imported here).
 """
 
 from phaseseg.io.errors import PhasesegInputError
@@ -27,6 +29,7 @@ from phaseseg.io.images import (
     image_shape,
     read_image,
 )
+from phaseseg.io.microscopy import FrameInfo, frame_infos, image_id, iter_frames
 from phaseseg.io.rle import (
     IMAGE_SHAPE,
     _format_runs,
@@ -56,6 +59,7 @@ from phaseseg.io.tables import (
 
 __all__ = [
     "CELL_TYPES",
+    "FrameInfo",
     "IMAGE_SHAPE",
     "IMAGE_SUFFIXES",
     "TIFF_SUFFIXES",
@@ -68,6 +72,9 @@ __all__ = [
     "check_labels",
     "find_image_set",
     "find_images",
+    "frame_infos",
+    "image_id",
+    "iter_frames",
     "image_shape",
     "iter_image_labels",
     "label_runs",

@@ -1,4 +1,5 @@
-"""Reading images (PNG, TIFF, JPEG; converted to 8-bit gray) and finding them in folders."""
+"""Reading images (PNG, TIFF, JPEG, microscope formats; converted to 8-bit gray) and finding
+them in folders. Stacks and their metadata: :mod:`phaseseg.io.microscopy`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from phaseseg.io.errors import PhasesegInputError
+from phaseseg.io.microscopy import (
+    BASE_SUFFIXES,
+    BIOIO_SUFFIXES,
+    TIFF_SUFFIXES,
+    image_id,
+    is_image_path,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-TIFF_SUFFIXES = (".tif", ".tiff")
+#: Every file ending phaseseg reads (``.czi .nd2 .lif .zarr`` through ``phaseseg[formats]``).
+IMAGE_SUFFIXES = BASE_SUFFIXES + BIOIO_SUFFIXES
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -21,35 +29,35 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     RGB(A), palette and gray+alpha images are converted to gray and 16-bit or float images
     rescaled (min-max) to 8 bit, each with a warning; unreadable files raise
-    :class:`PhasesegInputError` naming the file.
+    :class:`PhasesegInputError` naming the file. A file holding several frames (a multi-page
+    TIFF, a time-lapse) is refused: read those with :func:`phaseseg.io.iter_frames`.
     """
+    from phaseseg.io.microscopy import frame_infos, iter_frames
+
     path = Path(path)
-    if not path.is_file():
-        raise PhasesegInputError(f"{path}: no such file")
+    infos = frame_infos(path)
+    if len(infos) != 1:
+        raise PhasesegInputError(
+            f"{path}: holds {len(infos)} frames; read it frame by frame "
+            "(phaseseg.io.iter_frames; phaseseg predict and measure do)"
+        )
+    frames = iter_frames(path)
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
-
-            img = tifffile.imread(path)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                    im = im.convert("RGBA" if im.mode == "PA" else "RGB")
-                img = np.asarray(im)
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file for the user
-        raise PhasesegInputError(f"{path}: not a readable image ({type(e).__name__})") from None
-    return _to_gray_uint8(img, path)
+        return next(frames)[1]
+    finally:
+        frames.close()
 
 
-def _to_gray_uint8(img: np.ndarray, path: Path) -> np.ndarray:
+def _to_gray_uint8(img: np.ndarray, path: Path, warn: bool = True) -> np.ndarray:
+    """``img`` as uint8 gray, warning about each conversion (unless ``warn`` is False)."""
     img = np.squeeze(img)
     if img.ndim == 3 and img.shape[-1] == 2:
-        log.warning("%s: gray+alpha image, alpha channel dropped", path)
+        if warn:
+            log.warning("%s: gray+alpha image, alpha channel dropped", path)
         img = img[..., 0]
     if img.ndim == 3 and img.shape[-1] in (3, 4):
-        log.warning("%s: RGB image converted to grayscale", path)
+        if warn:
+            log.warning("%s: RGB image converted to grayscale", path)
         rgb = img[..., :3].astype(np.float64)
         img = rgb @ np.array([0.299, 0.587, 0.114])
         if rgb.max(initial=0) <= 255 and rgb.min(initial=0) >= 0:
@@ -60,7 +68,8 @@ def _to_gray_uint8(img: np.ndarray, path: Path) -> np.ndarray:
         return img
     if img.dtype == bool:
         return img.astype(np.uint8) * 255
-    log.warning("%s: %s image rescaled to 8 bit", path, img.dtype)
+    if warn:
+        log.warning("%s: %s image rescaled to 8 bit", path, img.dtype)
     img = img.astype(np.float64)
     finite = np.isfinite(img)
     if not finite.any():
@@ -103,18 +112,15 @@ def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
     """Expand files and folders into a sorted list of image files.
 
     Folders are not searched recursively; hidden files (``.name``, e.g. macOS ``._x.png`` or
-    unfinished atomic writes) are skipped.
+    unfinished atomic writes) are skipped. An OME-Zarr folder (``*.zarr``) is an image, given
+    itself or found in a folder.
     """
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if p.is_dir() and not is_image_path(p):
             out.extend(
-                sorted(
-                    f
-                    for f in p.iterdir()
-                    if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
-                )
+                sorted(f for f in p.iterdir() if is_image_path(f) and not f.name.startswith("."))
             )
         elif p.exists():
             out.append(p)
@@ -124,16 +130,23 @@ def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
 
 
 def find_image_set(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Like :func:`find_images`, for commands that name outputs by image id (the file stem).
+    """Like :func:`find_images`, for commands that name outputs by image id
+    (:func:`phaseseg.io.microscopy.image_id`: the file name without its suffix).
 
-    Raises :class:`PhasesegInputError` when no image is found or two images share an id.
+    Raises :class:`PhasesegInputError` when no image is found (listing the accepted file
+    endings) or two images share an id.
     """
     paths = find_images(inputs)
     if not paths:
-        raise PhasesegInputError(f"no images found in {', '.join(map(str, inputs))}")
+        raise PhasesegInputError(
+            f"no images found in {', '.join(map(str, inputs))} "
+            f"(accepted endings: {' '.join(IMAGE_SUFFIXES)}; {' '.join(BIOIO_SUFFIXES)} "
+            "need phaseseg[formats])"
+        )
     seen: dict[str, Path] = {}
     for p in paths:
-        if p.stem in seen:
-            raise PhasesegInputError(f"{p}: same image id {p.stem!r} as {seen[p.stem]}")
-        seen[p.stem] = p
+        key = image_id(p)
+        if key in seen:
+            raise PhasesegInputError(f"{p}: same image id {key!r} as {seen[key]}")
+        seen[key] = p
     return paths
