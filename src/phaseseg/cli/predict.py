@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from phaseseg.cli._common import add_min_score_option, load_model_from_args
 from phaseseg.io import PhasesegInputError
@@ -28,6 +29,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         tta=args.tta,
         cell_type=args.cell_type,
     )
+    for line in summary.failed:
+        print(f"phaseseg predict: skipped {line}", file=sys.stderr)
     print(f"{summary.n_images} images, {summary.n_cells} cells")
     for what, where in (
         ("submission", args.submission),
