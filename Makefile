@@ -45,6 +45,24 @@ $(CP_VENV)/.installed:
 cellpose-venv: $(CP_VENV)/.installed
 .PHONY: cellpose-venv
 
-bench-peers: $(STAMP) $(CP_VENV)/.installed
+IS_VENV := benchmarks/peers/.isvenv
+
+# InstanSeg in a venv of its own (benchmarks/peers/instanseg_peer.py). torch is pinned in the same
+# command, or pip pulls a multi-GB CUDA build; its training script also needs part of the
+# [full] extra: torchvision (from PyPI a CUDA build whose C++ ops do not load on this CPU torch:
+# instanseg_peer.py imports it without them), monai, kornia, edt, seaborn and pandas; hyperopt
+# for its optional post-processing tuning
+$(IS_VENV)/.installed:
+	$(PY) -m venv $(IS_VENV)
+	$(IS_VENV)/bin/pip install --quiet --upgrade pip
+	$(IS_VENV)/bin/pip install --quiet torch==2.13.0 instanseg-torch==0.1.2 \
+		torchvision==0.28.0 monai==1.6.1 kornia==0.9.0 edt==3.1.2 seaborn==0.13.2 \
+		pandas==3.1.1 hyperopt==0.3.0
+	touch $@
+
+instanseg-venv: $(IS_VENV)/.installed
+.PHONY: instanseg-venv
+
+bench-peers: $(STAMP) $(CP_VENV)/.installed $(IS_VENV)/.installed
 	$(BIN)/python benchmarks/peers/run.py
 .PHONY: bench-peers

@@ -246,7 +246,8 @@ def instanseg_row(data: Path, work: Path, quick: bool, model: Path | None = None
         "peak_memory_mib": max(trained["peak_memory_mib"], predicted["peak_memory_mib"]),
         "notes": f"instanseg-torch {versions['instanseg-torch']} (torch {versions['torch']}) "
         "in its own venv, from scratch through its instanseg_training (train.py); its defaults "
-        f"but {changed}; {trained['epochs']} epochs ({trained['hotstart_epochs']} hot-start) of "
+        f"but {changed}; {trained['epochs']} epochs (the first "
+        f"{min(trained['epochs'], trained['hotstart_epochs'])} hot-start) of "
         f"{trained['samples_per_epoch']} 256-px tiles to fill the "
         f"{trained['budget_seconds']:.0f} s budget of phaseseg's recipe "
         f"(+{trained['probe_seconds']:.0f} s timing probe), weights of epoch "
@@ -254,7 +255,9 @@ def instanseg_row(data: Path, work: Path, quick: bool, model: Path | None = None
         f"{trained['train_images']} train / {trained['validation_images']} validation images "
         "of folds 1-4, 80/20 as its LIVECell loader); torchvision "
         f"{versions['torchvision']} imported without its C++ ops (CUDA build); "
-        f"post-processing: {post}; inference: InstanSeg class, eval_small_image",
+        f"post-processing: {post}; inference: InstanSeg class, eval_small_image; peak memory "
+        "of the training process, each of its 3 data loader workers up to "
+        f"{trained['loader_worker_peak_memory_mib']:.0f} MiB more (partly shared)",
     }
 
 
