@@ -29,10 +29,8 @@ def _fold(text: str) -> int | str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import json
     from dataclasses import asdict
 
-    from phaseseg.io import atomic_path
     from phaseseg.train import TrainConfig, fit
 
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
@@ -41,20 +39,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["val_fold"] = None if args.val_fold == "none" else args.val_fold
     cfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
     out = Path(args.out)
-    with atomic_path(out.with_name(out.stem + ".config.json")) as tmp:
-        tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    scores = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
-    print(f"model written to {out}")
-    if scores and "tuned" not in scores:
-        best = scores["untuned"]
-        kept = best["ema"] if best.get("weights") == "ema" else best
-        print(f"fold {cfg.val_fold} score (thresholds not tuned): {kept['overall']:.4f}")
-    elif scores:
-        tuned = scores["tuned"]
+    result = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
+    print(f"model written to {out} (configuration: {result.config_path})")
+    scores = result.headline
+    if scores is not None:
+        how = "tuned thresholds" if "tuned" in result.scores else "thresholds not tuned"
+        declared = result.data_cell_types[0] if result.thresholds_by == "declared" else None
+        if declared:
+            how += f" of the declared cell type {declared}"
         print(
-            f"fold {cfg.val_fold} score (tuned thresholds): {tuned['overall']:.4f}  "
-            + "  ".join(f"{t} {tuned[t]:.4f}" for t in ("astro", "cort", "shsy5y") if t in tuned)
+            f"fold {cfg.val_fold} score ({how}): {scores['overall']:.4f}  "
+            + "  ".join(f"{t} {scores[t]:.4f}" for t in result.cell_types if t in scores)
         )
+        if declared:
+            print(f"segment such images with: phaseseg predict ... --cell-type {declared}")
     return 0
 
 

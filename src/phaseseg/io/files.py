@@ -1,15 +1,16 @@
 """Outputs that appear whole or not at all.
 
-* :func:`atomic_path`: a file is written under a temporary name beside it, ``.NAME.XXXXXXXX.SUF``
-  (8 hex digits, the file's own suffix), and renamed onto ``NAME`` only when complete; on an
-  error or Ctrl-C the temporary file is removed.
+* :func:`atomic_path`: a file is written under a temporary name beside it,
+  ``.NAME.phaseseg-XXXXXXXX.SUF`` (8 hex digits, the file's own suffix), and renamed onto
+  ``NAME`` only when complete; on an error or Ctrl-C the temporary file is removed.
 * :func:`atomic_dir`: the same for a folder built in several steps.
 * :func:`output_dir`: a folder created for a run's outputs is removed again if the run fails
   before writing anything into it.
 * :func:`remove_stale_temporaries`: what a killed run (``kill -9``, power loss) left behind is
   removed by the next run that writes into the same folder. A temporary is stale when no
   process holds its lock (the writer keeps an advisory lock on it while it lives) and it is
-  older than the current process.
+  older than the current process. (Unmarked ones of earlier versions, ``.NAME.XXXXXXXX.SUF``,
+  are removed when ``NAME`` is written again.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 try:  # advisory locks mark temporaries still being written (POSIX)
@@ -34,72 +35,96 @@ log = logging.getLogger(__name__)
 #: When this process started writing: temporaries older than this are an earlier run's.
 RUN_STARTED = time.time()
 
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}(?P<suffix>\.[^.]*)?$")
-_cleaned: set[Path] = set()  # folders already rid of stale temporaries by this process
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.phaseseg-[0-9a-f]{8}(?P<suffix>\.[^.]*)?$")
+_UNMARKED = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}(?P<suffix>\.[^.]*)?$")  # before 0.2
+_seen: dict[Path, dict[str, list[Path]]] = {}  # folder -> its unmarked temporaries by target
 
 
 def temporary_name(path: str | os.PathLike) -> Path:
-    """A fresh temporary name beside ``path``: ``.NAME.XXXXXXXX.SUF`` (not created).
+    """A fresh temporary name beside ``path``: ``.NAME.phaseseg-XXXXXXXX.SUF`` (not created).
 
-    >>> temporary_name("out/s.csv").name.startswith(".s.csv.")
+    >>> temporary_name("out/s.csv").name.startswith(".s.csv.phaseseg-")
     True
     """
     path = Path(path)
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
+    return path.with_name(f".{path.name}.phaseseg-{secrets.token_hex(4)}{path.suffix}")
 
 
 def is_temporary_name(name: str) -> bool:
     """Whether ``name`` is one of :func:`temporary_name`'s.
 
-    >>> is_temporary_name(".s.csv.06699805.csv"), is_temporary_name("s.csv")
+    >>> is_temporary_name(".s.csv.phaseseg-06699805.csv"), is_temporary_name("s.csv")
     (True, False)
     """
-    m = _TEMPORARY.match(name)
-    return bool(m) and Path(m["name"]).suffix == (m["suffix"] or "")
+    return _target(_TEMPORARY, name) is not None
+
+
+def _target(pattern: re.Pattern[str], name: str) -> str | None:
+    """The file a temporary ``name`` stands for, if ``pattern`` matches it."""
+    m = pattern.match(name)
+    if m is None or Path(m["name"]).suffix != (m["suffix"] or ""):
+        return None
+    return m["name"]
 
 
 def remove_stale_temporaries(
-    directory: str | os.PathLike, before: float | None = None
+    directory: str | os.PathLike,
+    before: float | None = None,
+    targets: Collection[str] = (),
 ) -> list[Path]:
     """Remove the temporaries that killed runs left in ``directory``; return what was removed.
 
     A file or folder named like :func:`temporary_name`'s is removed when it was last modified
-    before ``before`` (default: :data:`RUN_STARTED`) and no living process holds its lock.
+    before ``before`` (default: :data:`RUN_STARTED`) and no living process holds its lock. So
+    are those of earlier versions, ``.NAME.XXXXXXXX.SUF`` without the ``phaseseg-`` mark, when
+    ``NAME`` is in ``targets`` (the files being written again: the name alone is too plain
+    to remove others).
     """
-    before = RUN_STARTED if before is None else before
     removed = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return removed
     for entry in entries:
-        if not is_temporary_name(entry.name):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime >= before or _locked(entry.path):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:  # gone meanwhile, or not ours to remove
-            continue
-        removed.append(Path(entry.path))
-    if removed:
-        log.info(
-            "removed %d temporary file(s) left by an interrupted run in %s (e.g. %s)",
-            len(removed),
-            directory,
-            removed[0].name,
-        )
+        if is_temporary_name(entry.name) or _target(_UNMARKED, entry.name) in set(targets):
+            if _remove_if_stale(Path(entry.path), before):
+                removed.append(Path(entry.path))
     return removed
 
 
-def _clean_once(directory: Path) -> None:
-    key = directory.resolve()
-    if key not in _cleaned:
-        _cleaned.add(key)
-        remove_stale_temporaries(directory)
+def _remove_if_stale(path: Path, before: float | None = None) -> bool:
+    before = RUN_STARTED if before is None else before
+    try:
+        if path.lstat().st_mtime >= before or _locked(str(path)):
+            return False
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError:  # gone meanwhile, or not ours to remove
+        return False
+    log.info("removed %s, left by an interrupted run", path)
+    return True
+
+
+def _clean_before_writing(path: Path) -> None:
+    """Before ``path`` is written: the first time in its folder, remove the stale temporaries
+    there; each time, those that earlier versions left for ``path`` itself."""
+    folder = path.parent.resolve()
+    if folder not in _seen:
+        unmarked: dict[str, list[Path]] = {}
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            entries = []
+        for entry in entries:
+            if is_temporary_name(entry.name):
+                _remove_if_stale(Path(entry.path))
+            elif (target := _target(_UNMARKED, entry.name)) is not None:
+                unmarked.setdefault(target, []).append(Path(entry.path))
+        _seen[folder] = unmarked
+    for old in _seen[folder].pop(path.name, []):
+        _remove_if_stale(old)
 
 
 def _locked(path: str) -> bool:
@@ -142,7 +167,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_once(path.parent)
+    _clean_before_writing(path)
     while True:
         tmp_path = temporary_name(path)
         try:
@@ -171,7 +196,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_once(path.parent)
+    _clean_before_writing(path)
     while True:
         tmp_path = temporary_name(path)
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,18 +45,44 @@ def predict_val(net, samples: list[Sample], device) -> list[tuple[np.ndarray, ..
     return maps
 
 
+THRESHOLDS_BY = ("predicted", "declared")
+
+
+def thresholds_by(data_cell_types: Sequence[str]) -> str:
+    """How validation chooses each image's thresholds for a data set of these cell types:
+    ``"declared"`` (the image's own type) when there is one, as in a ``make-dataset`` folder of
+    one culture (segmented later with ``--cell-type``); else ``"predicted"`` (the type head's
+    guess, as at inference time without ``--cell-type``).
+
+    >>> thresholds_by(["shsy5y"]), thresholds_by(["astro", "cort", "shsy5y"])
+    ('declared', 'predicted')
+    """
+    return "declared" if len(set(data_cell_types)) == 1 else "predicted"
+
+
 def score_val(
-    samples: list[Sample], maps: list[tuple[np.ndarray, ...]], params: dict[str, PostprocessParams]
+    samples: list[Sample],
+    maps: list[tuple[np.ndarray, ...]],
+    params: dict[str, PostprocessParams],
+    cell_types: Sequence[str] | None = None,
+    by: str = "predicted",
 ) -> dict[str, float]:
     """Competition score (overall and per true cell type) with thresholds chosen by the
-    *predicted* cell type, as at inference time; plus the cell-type accuracy."""
-    per_type: dict[str, list[float]] = {t: [] for t in io.CELL_TYPES}
+    *predicted* cell type, as at inference time (``by="predicted"``), or by each image's own,
+    declared type (``by="declared"``, see :func:`thresholds_by`); plus the accuracy of the
+    cell-type head. ``cell_types``: the head's classes in order (default
+    :data:`phaseseg.io.CELL_TYPES`); a sample's ``cell_type`` indexes them."""
+    if by not in THRESHOLDS_BY:
+        raise ValueError(f"by must be one of {THRESHOLDS_BY}, got {by!r}")
+    names = list(cell_types) if cell_types is not None else list(io.CELL_TYPES)
+    per_type: dict[str, list[float]] = {t: [] for t in names}
     correct = 0
     for s, (fg, dist, probs) in zip(samples, maps, strict=True):
-        predicted = io.CELL_TYPES[int(np.argmax(probs))]
-        correct += predicted == io.CELL_TYPES[s.cell_type]
-        labels = maps_to_labels(fg, dist, **params[predicted].to_dict())
-        per_type[io.CELL_TYPES[s.cell_type]].append(image_score(s.labels, labels))
+        predicted, true = names[int(np.argmax(probs))], names[s.cell_type]
+        correct += predicted == true
+        chosen = predicted if by == "predicted" else true
+        labels = maps_to_labels(fg, dist, **params[chosen].to_dict())
+        per_type[true].append(image_score(s.labels, labels))
     scores = {t: float(np.mean(v)) for t, v in per_type.items() if v}
     scores["overall"] = float(np.mean(list(itertools.chain(*per_type.values()))))
     scores["cell_type_accuracy"] = correct / len(samples)
@@ -63,18 +90,26 @@ def score_val(
 
 
 def tune_postprocess(
-    samples: list[Sample], maps: list[tuple[np.ndarray, ...]]
+    samples: list[Sample],
+    maps: list[tuple[np.ndarray, ...]],
+    cell_types: Sequence[str] | None = None,
+    by: str = "predicted",
 ) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
     """Grid-search the thresholds per cell type on validation maps (by true cell type), in three
     stages: threshold seeds over foreground x seed threshold x minimum size; then h-maxima seeds
     (height x floor) with the chosen foreground threshold and minimum size; then a minimum mean
-    foreground probability per cell. A later stage is kept only where it scores higher."""
+    foreground probability per cell. A later stage is kept only where it scores higher.
+
+    Returns the thresholds of every type in ``cell_types`` (default
+    :data:`phaseseg.io.CELL_TYPES`; defaults for a type without validation images) and their
+    :func:`score_val` scores (thresholds chosen ``by`` the predicted or the declared type)."""
+    names = list(cell_types) if cell_types is not None else list(io.CELL_TYPES)
     fg_grid, seed_grid = (0.3, 0.4, 0.5, 0.6), (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     size_grid = (0, 20, 40, 80, 120, 200)
     h_grid = (0.05, 0.1, 0.15, 0.2, 0.3)
     score_grid = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
     best: dict[str, PostprocessParams] = {}
-    for t_index, name in enumerate(io.CELL_TYPES):
+    for t_index, name in enumerate(names):
         group = [(s, m) for s, m in zip(samples, maps, strict=True) if s.cell_type == t_index]
         if not group:
             best[name] = PostprocessParams()
@@ -115,7 +150,7 @@ def tune_postprocess(
                 score, params = trial_score, replace(params, min_score=min_score)
         log.info("tuned %s: %s -> %.4f", name, params, score)
         best[name] = params
-    return best, score_val(samples, maps, best)
+    return best, score_val(samples, maps, best, names, by)
 
 
 def retune(model_path: str | Path, data_dir: str | Path, device: str | None = None) -> dict:
@@ -127,7 +162,7 @@ def retune(model_path: str | Path, data_dir: str | Path, device: str | None = No
     from phaseseg.train.samples import load_samples, read_folds  # training data: only here
 
     payload = load_model_file(model_path)
-    fold = payload["data"]["val_fold"]
+    fold = payload.get("data", {}).get("val_fold")
     if fold is None:
         raise io.PhasesegInputError(f"{model_path}: trained without a validation fold")
     dev = pick_device(device)
@@ -135,8 +170,11 @@ def retune(model_path: str | Path, data_dir: str | Path, device: str | None = No
     net.load_state_dict(payload["state_dict"])
     df = io.read_train_csv(Path(data_dir) / "train.csv")
     folds = read_folds(Path(data_dir), df)
-    samples = load_samples(data_dir, [i for i, f in folds.items() if f == fold])
-    params, scores = tune_postprocess(samples, predict_val(net, samples, dev))
+    names = payload.get("cell_types", list(io.CELL_TYPES))
+    by = thresholds_by(payload.get("data", {}).get("cell_types", names))
+    ids = [i for i, f in folds.items() if f == fold]
+    samples = load_samples(data_dir, ids, cell_types=names)
+    params, scores = tune_postprocess(samples, predict_val(net, samples, dev), names, by)
     log.info("re-tuned thresholds on fold %s: %s", fold, _fmt(scores))
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     meta["postprocess"] = _as_dicts(params)

@@ -1,4 +1,9 @@
-"""The training loop: ``fit(config, out) -> model file``, in small named steps.
+"""The training loop: ``fit(data_dir, out, config) -> model file``, in small named steps.
+
+:func:`fit` resolves the configuration (:class:`InitModel`, :func:`resolve_config`), loads the
+data (:func:`load_data`), builds the network (:func:`build_network`), runs the loop and tunes the
+thresholds; it returns a :class:`FitResult` and writes the model file with the resolved
+configuration beside it (``<out>.config.json``).
 
 * crops of the in-memory training images (:mod:`phaseseg.train.samples`), AdamW, warm-up + cosine
   learning rate, bf16 autocast and channels-last (fast on CPUs with AVX-512 BF16 and on GPUs);
@@ -22,10 +27,11 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +45,14 @@ from phaseseg.nn.model import NetConfig, build_model, can_widen, widen
 from phaseseg.progress import tqdm
 from phaseseg.segment.postprocess import PostprocessParams
 from phaseseg.segment.segmenter import BUNDLED_MODEL, pick_device
-from phaseseg.segment.tuning import _as_dicts, _fmt, predict_val, score_val, tune_postprocess
+from phaseseg.segment.tuning import (
+    _as_dicts,
+    _fmt,
+    predict_val,
+    score_val,
+    thresholds_by,
+    tune_postprocess,
+)
 from phaseseg.train.config import TrainConfig, lr_factor
 from phaseseg.train.samples import Sample, batch_indices, load_samples, random_crop, read_folds
 
@@ -148,38 +161,130 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state.pt")
 
 
-def fit(
-    data_dir: str | Path,
-    out: str | Path,
-    cfg: TrainConfig | None = None,
-    resume: bool = False,
-    device: str | None = None,
-) -> dict[str, Any]:
-    """Train a model on ``data_dir`` and write it to ``out``; return the final scores."""
-    cfg = cfg or TrainConfig()
-    out, data_dir = Path(out), Path(data_dir)
-    dev = pick_device(device)
-    torch.manual_seed(cfg.seed)
-    torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
-    init_path = BUNDLED_MODEL if cfg.init == "bundled" else cfg.init
-    init = load_model_file(init_path) if init_path else None
-    grow = False
-    init_net = NetConfig.from_dict(init["net"]) if init is not None else None
+@dataclass(eq=False)
+class FitResult(Mapping[str, Any]):
+    """What :func:`fit` did: the files it wrote, the configuration it used, the scores.
+
+    ``scores`` is ``{}`` without a validation fold, else ``{"best_step", "untuned", "tuned"}``
+    (``"tuned"`` unless ``tune=False``), as recorded in the model file. For code written
+    against earlier versions, whose ``fit`` returned that dict, the result also reads as a
+    mapping of ``scores`` (``result["tuned"]``, ``"tuned" in result``, ``result == scores``).
+    """
+
+    model_path: Path
+    config_path: Path  # the resolved configuration, beside the model: <out>.config.json
+    config: TrainConfig  # resolved: the architecture (of the init model) and its input scale
+    cell_types: list[str]  # the classes of the model's cell-type head
+    thresholds_by: str  # "predicted" or "declared" cell type chooses the validation thresholds
+    data_cell_types: list[str] = field(default_factory=list)  # the cell types the data declares
+    scores: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    @property
+    def headline(self) -> dict[str, float] | None:
+        """The validation scores the model file stands for: with the tuned thresholds, else
+        those of the weights kept (trained or moving average); None without validation."""
+        if "tuned" in self.scores:
+            return self.scores["tuned"]
+        best = self.scores.get("untuned")
+        if best is None:
+            return None
+        return best["ema"] if best.get("weights") == "ema" else best
+
+    @property
+    def score(self) -> float | None:
+        """``headline["overall"]``: the validation fold's competition score."""
+        return None if self.headline is None else self.headline["overall"]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.scores[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
+class InitModel:
+    """The model file that fine-tuning starts from (``TrainConfig.init``)."""
+
+    path: Path
+    payload: dict[str, Any]  # as read by load_model_file
+    net: NetConfig
+
+    @classmethod
+    def load(cls, init: str | None) -> InitModel | None:
+        """``init`` a model file, ``"bundled"`` (the default model) or None (no init)."""
+        if not init:
+            return None
+        path = BUNDLED_MODEL if init == "bundled" else Path(init)
+        payload = load_model_file(path)
+        return cls(path, payload, NetConfig.from_dict(payload["net"]))
+
+    @property
+    def cell_types(self) -> list[str]:
+        return list(self.payload.get("cell_types", io.CELL_TYPES))
+
+
+@dataclass
+class TrainingData:
+    """A data folder's images, split into training and validation samples."""
+
+    train_ids: list[str]
+    val_ids: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    cell_types: list[str]  # the cell types the data set declares (train.csv), sorted
+
+
+def resolve_config(cfg: TrainConfig, init: InitModel | None) -> tuple[TrainConfig, bool]:
+    """The configuration a run uses, as a new :class:`TrainConfig` (``cfg`` is not changed),
+    and whether the init model's network is widened into its ``net``.
+
+    The network's working scale is ``cfg.input_scale``, else the init model's, else 1. With an
+    init model the network is that model's architecture at this scale, unless ``cfg.net`` is a
+    wider one of the same depth (:func:`~phaseseg.nn.model.can_widen`): then it is grown.
+    """
+    init_net = init.net if init is not None else None
     scale = cfg.input_scale or (init_net.input_scale if init_net else 1.0)
-    cfg.net = replace(NetConfig.from_dict(cfg.net), input_scale=scale).to_dict()
-    if init_net is not None and replace(init_net, input_scale=scale).to_dict() != cfg.net:
-        grow = can_widen(replace(init_net, input_scale=scale), NetConfig.from_dict(cfg.net))
+    net = replace(NetConfig.from_dict(cfg.net), input_scale=scale).to_dict()
+    grow = False
+    if init is not None and replace(init.net, input_scale=scale).to_dict() != net:
+        grow = can_widen(replace(init.net, input_scale=scale), NetConfig.from_dict(net))
         if grow:
-            old_ch, new_ch = init["net"]["channels"], cfg.net["channels"]
-            log.info("widening %s from %s to %s channels", init_path, old_ch, new_ch)
-    if init_net is not None and not grow:
-        if replace(init_net, input_scale=scale).to_dict() != cfg.net:
-            log.info("using the architecture of %s: %s", init_path, init["net"])
-        cfg.net = replace(init_net, input_scale=scale).to_dict()
-    if init_net is not None and scale != init_net.input_scale:
+            old_ch, new_ch = init.payload["net"]["channels"], net["channels"]
+            log.info("widening %s from %s to %s channels", init.path, old_ch, new_ch)
+    if init is not None and not grow:
+        if replace(init.net, input_scale=scale).to_dict() != net:
+            log.info("using the architecture of %s: %s", init.path, init.payload["net"])
+        net = replace(init.net, input_scale=scale).to_dict()
+    if init is not None and scale != init.net.input_scale:
         log.info(
-            "input scale %s (the initial weights were trained at %s)", scale, init_net.input_scale
+            "input scale %s (the initial weights were trained at %s)", scale, init.net.input_scale
         )
+    return replace(copy.deepcopy(cfg), net=net), grow
+
+
+def head_cell_types(cfg: TrainConfig, init: InitModel | None) -> list[str]:
+    """The classes of the network's cell-type head: the init model's, else
+    :data:`phaseseg.io.CELL_TYPES`; their number must be ``net["n_cell_types"]``."""
+    names = init.cell_types if init is not None else list(io.CELL_TYPES)
+    n = cfg.net["n_cell_types"]
+    if len(names) != n:
+        raise io.PhasesegInputError(
+            f"net n_cell_types is {n}, but the cell types are {', '.join(names)}"
+        )
+    return names
+
+
+def load_data(
+    data_dir: Path, cfg: TrainConfig, cell_types: list[str], cache_dir: Path | None = None
+) -> TrainingData:
+    """Read ``data_dir`` (``train.csv``, ``train/``, ``folds.csv``) and load the samples of the
+    training folds and of ``cfg.val_fold`` (at most ``cfg.max_val_images`` of it)."""
     df = io.read_train_csv(data_dir / "train.csv")
     folds = read_folds(data_dir, df)
     if cfg.val_fold is not None and not (folds == cfg.val_fold).any():
@@ -188,87 +293,177 @@ def fit(
     if cfg.max_val_images is not None:
         val_ids = val_ids[: cfg.max_val_images]
     train_ids = [i for i, f in folds.items() if cfg.val_fold is None or f != cfg.val_fold]
-    cache = out.parent / ".phaseseg-cache"
-    log.info("device %s, %d training and %d validation images", dev, len(train_ids), len(val_ids))
-    train_samples = load_samples(data_dir, train_ids, cache_dir=cache)
-    val_samples = load_samples(data_dir, val_ids, cache_dir=cache) if val_ids else []
-    for s in train_samples:
+    log.info("%d training and %d validation images", len(train_ids), len(val_ids))
+    train = load_samples(data_dir, train_ids, cache_dir=cache_dir, cell_types=cell_types)
+    val = (
+        load_samples(data_dir, val_ids, cache_dir=cache_dir, cell_types=cell_types)
+        if val_ids
+        else []
+    )
+    for s in train:
         if min(s.image.shape) < cfg.crop_size:
             raise io.PhasesegInputError(
                 f"{data_dir / 'train' / s.image_id}.png: {s.image.shape[1]}x{s.image.shape[0]} is "
                 f"smaller than the {cfg.crop_size}-px training crop; use --crop-size "
                 f"{min(s.image.shape) // 32 * 32} or larger images"
             )
+    declared = sorted(set(df["cell_type"].astype(str)))
+    return TrainingData(train_ids, val_ids, train, val, declared)
 
+
+def build_network(
+    cfg: TrainConfig, init: InitModel | None, grow: bool, device: torch.device
+) -> torch.nn.Module:
+    """The network of the resolved ``cfg``: new, or the init model's weights (grown to
+    ``cfg.net`` when ``grow``), on ``device``, channels-last."""
     if init is None:
         net = build_model(cfg.net)
     else:
-        net = build_model(replace(init_net, input_scale=scale))
-        net.load_state_dict(init["state_dict"])
+        net = build_model(replace(init.net, input_scale=cfg.net["input_scale"]))
+        net.load_state_dict(init.payload["state_dict"])
         if grow:
             net = widen(net, NetConfig.from_dict(cfg.net))
-    net = net.to(dev).to(memory_format=torch.channels_last)
-    ema = copy.deepcopy(net).eval() if cfg.ema_decay > 0 else None
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    state = {"step": 0, "best_score": -1.0, "history": [], "elapsed_s": 0.0}
-    if resume and _state_path(out).is_file():
-        saved = torch.load(_state_path(out), map_location=dev, weights_only=True)
-        net.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(saved["ema"] if "ema" in saved else saved["model"])
-        state = saved["state"]
-        log.info("resumed from %s at step %d", _state_path(out), state["step"])
-        changed = _changed_settings(saved.get("config", {}), asdict(cfg))
-        if changed:
-            log.warning("resuming with changed settings: %s", changed)
-    elif resume:
-        log.warning("no training state at %s: starting from scratch", _state_path(out))
+    return net.to(device).to(memory_format=torch.channels_last)
 
-    metadata = {
-        "net": net.config.to_dict(),
-        "train": asdict(cfg),
-        "cell_types": list(io.CELL_TYPES),
-        "seed": cfg.seed,
-        "data": {
-            "data_dir": str(data_dir),
-            "train_images": len(train_ids),
-            "val_fold": cfg.val_fold,
-            "val_images": len(val_ids),
-        },
-    }
-    if init is not None:  # provenance: what the starting weights were trained on, and how long
-        metadata["init"] = {
-            "path": str(init_path),
-            **{k: init[k] for k in ("train", "data", "train_seconds", "init") if k in init},
+
+def config_path(out: str | Path) -> Path:
+    """Where :func:`fit` writes the resolved configuration (``model.pt``: ``model.config.json``)."""
+    out = Path(out)
+    return out.with_name(out.stem + ".config.json")
+
+
+def _write_model(out: Path, weights: dict, metadata: dict[str, Any]) -> None:
+    """The model file and, beside it, its resolved configuration (``metadata["train"]``), so
+    that the two always agree; neither is written before there is a model."""
+    save_model(out, weights, metadata)
+    with io.atomic_path(config_path(out)) as tmp:
+        tmp.write_text(json.dumps(metadata["train"], indent=2) + "\n")
+
+
+class _Run:
+    """A run's moving parts: the network, its moving average, the optimiser and schedule, and
+    the counters saved in the training state (``<out>.state.pt``)."""
+
+    def __init__(self, net: torch.nn.Module, cfg: TrainConfig, out: Path):
+        self.net, self.cfg, self.out = net, cfg, out
+        self.ema = copy.deepcopy(net).eval() if cfg.ema_decay > 0 else None
+        self.opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "best_score": -1.0,
+            "history": [],
+            "elapsed_s": 0.0,
         }
 
-    def save_state() -> None:
-        with io.atomic_path(_state_path(out)) as tmp:
+    @property
+    def state_path(self) -> Path:
+        return _state_path(self.out)
+
+    def restore(self, device: torch.device) -> None:
+        """Continue from the training state, if there is one."""
+        if not self.state_path.is_file():
+            log.warning("no training state at %s: starting from scratch", self.state_path)
+            return
+        saved = torch.load(self.state_path, map_location=device, weights_only=True)
+        self.net.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["optimizer"])
+        self.sched.load_state_dict(saved["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(saved["ema"] if "ema" in saved else saved["model"])
+        self.state = saved["state"]
+        log.info("resumed from %s at step %d", self.state_path, self.state["step"])
+        changed = _changed_settings(saved.get("config", {}), asdict(self.cfg))
+        if changed:
+            log.warning("resuming with changed settings: %s", changed)
+
+    def save_state(self) -> None:
+        with io.atomic_path(self.state_path) as tmp:
             torch.save(
                 {
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "state": state,
-                    "config": asdict(cfg),
-                    **({"ema": ema.state_dict()} if ema is not None else {}),
+                    "model": self.net.state_dict(),
+                    "optimizer": self.opt.state_dict(),
+                    "scheduler": self.sched.state_dict(),
+                    "state": self.state,
+                    "config": asdict(self.cfg),
+                    **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
                 },
                 tmp,
             )
 
-    default_params = {t: PostprocessParams() for t in io.CELL_TYPES}
-    net.train()
-    workers = cfg.num_workers if cfg.num_workers is not None else 8 * (dev.type == "cuda")
-    batches = iter_batches(train_samples, cfg, state["step"], workers, pin=dev.type == "cuda")
+
+class _Validation:
+    """Scores weights on the validation samples with given thresholds, chosen per image by the
+    predicted or the declared cell type (:func:`~phaseseg.segment.tuning.thresholds_by`)."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        device: torch.device,
+        cfg: TrainConfig,
+        cell_types: list[str],
+        by: str,
+    ):
+        self.samples, self.device, self.cfg = samples, device, cfg
+        self.cell_types, self.by = cell_types, by
+
+    def maps(self, net: torch.nn.Module) -> list[tuple[np.ndarray, ...]]:
+        return predict_val(net, self.samples, self.device)
+
+    def score(self, net: torch.nn.Module, params: dict[str, PostprocessParams]) -> dict[str, float]:
+        return score_val(self.samples, self.maps(net), params, self.cell_types, self.by)
+
+    def tune(self, net: torch.nn.Module) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
+        return tune_postprocess(self.samples, self.maps(net), self.cell_types, self.by)
+
+
+def _evaluate(
+    run: _Run, val: _Validation, params: dict[str, PostprocessParams], metadata: dict[str, Any]
+) -> None:
+    """Score the trained weights (and their moving average); write the better ones to the model
+    file when they beat the best so far."""
+    state = run.state
+    scores = val.score(run.net, params)
+    record = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1), **scores}
+    log.info("step %d: %s", state["step"], _fmt(scores))
+    candidates = [(scores["overall"], run.net, "trained")]
+    if run.ema is not None:
+        ema_scores = val.score(run.ema, params)
+        run.ema.eval()
+        record["ema"] = ema_scores
+        log.info("step %d, moving average: %s", state["step"], _fmt(ema_scores))
+        candidates.append((ema_scores["overall"], run.ema, "ema"))
+    state["history"].append(record)
+    score, weights, kind = max(candidates, key=lambda c: c[0])
+    if score > state["best_score"]:
+        state["best_score"] = score
+        meta = {**metadata, "postprocess": _as_dicts(params), "scores": {**record, "weights": kind}}
+        _write_model(run.out, weights.state_dict(), meta)
+
+
+def _train_loop(
+    run: _Run,
+    samples: list[Sample],
+    val: _Validation | None,
+    params: dict[str, PostprocessParams],
+    metadata: dict[str, Any],
+    device: torch.device,
+) -> None:
+    """Steps from the saved one to ``cfg.steps``: validation every ``eval_every`` steps and at
+    the end, the training state every ``checkpoint_every`` steps and on Ctrl-C. A progress bar on
+    a terminal; elsewhere (a log file) a plain line every twentieth of the run."""
+    cfg, state = run.cfg, run.state
+    run.net.train()
+    workers = cfg.num_workers if cfg.num_workers is not None else 8 * (device.type == "cuda")
+    batches = iter_batches(samples, cfg, state["step"], workers, pin=device.type == "cuda")
     t_start = time.monotonic() - state["elapsed_s"]
+    first_step, t_first = state["step"], time.monotonic()
+    every = max(1, cfg.steps // 20)
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step")
     try:
         for step, batch in zip(range(state["step"], cfg.steps), batches, strict=True):
-            loss, parts = train_step(net, opt, ema, batch, cfg, step)
-            sched.step()
+            loss, parts = train_step(run.net, run.opt, run.ema, batch, cfg, step)
+            run.sched.step()
             state["step"] = step + 1
             state["elapsed_s"] = time.monotonic() - t_start
             bar.update(1)
@@ -276,70 +471,153 @@ def fit(
                 parts = {"loss": loss, **parts}
                 bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
             done = state["step"] == cfg.steps
-            if val_samples and (state["step"] % cfg.eval_every == 0 or done):
-                scores = score_val(val_samples, predict_val(net, val_samples, dev), default_params)
-                record = {
-                    "step": state["step"],
-                    "elapsed_s": round(state["elapsed_s"], 1),
-                    **scores,
-                }
-                log.info("step %d: %s", state["step"], _fmt(scores))
-                candidates = [(scores["overall"], net, "trained")]
-                if ema is not None:
-                    ema_scores = score_val(
-                        val_samples, predict_val(ema, val_samples, dev), default_params
-                    )
-                    ema.eval()
-                    record["ema"] = ema_scores
-                    log.info("step %d, moving average: %s", state["step"], _fmt(ema_scores))
-                    candidates.append((ema_scores["overall"], ema, "ema"))
-                state["history"].append(record)
-                score, weights, kind = max(candidates, key=lambda c: c[0])
-                if score > state["best_score"]:
-                    state["best_score"] = score
-                    save_model(
-                        out,
-                        weights.state_dict(),
-                        {
-                            **metadata,
-                            "postprocess": _as_dicts(default_params),
-                            "scores": {**record, "weights": kind},
-                        },
-                    )
-            elif not val_samples and done:
-                save_model(
-                    out,
-                    (ema if ema is not None else net).state_dict(),
-                    {**metadata, "postprocess": _as_dicts(default_params), "scores": {}},
+            if bar.disable and (state["step"] % every == 0 or done):
+                per_step = (time.monotonic() - t_first) / (state["step"] - first_step)
+                log.info(
+                    "train: step %d/%d, loss %.3f, %s elapsed, %s left",
+                    state["step"],
+                    cfg.steps,
+                    loss.item(),
+                    _duration(state["elapsed_s"]),
+                    _duration(per_step * (cfg.steps - state["step"])),
+                )
+            if val is not None and (state["step"] % cfg.eval_every == 0 or done):
+                _evaluate(run, val, params, metadata)
+            elif val is None and done:
+                weights = (run.ema if run.ema is not None else run.net).state_dict()
+                _write_model(
+                    run.out, weights, {**metadata, "postprocess": _as_dicts(params), "scores": {}}
                 )
             if state["step"] % cfg.checkpoint_every == 0 or done:
-                save_state()
-    except KeyboardInterrupt:
-        save_state()
+                run.save_state()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
+        run.save_state()
         log.warning("interrupted at step %d; continue with --resume", state["step"])
         raise
     finally:
         bar.close()
 
-    if not val_samples:
-        return {}
+
+def _finish(run: _Run, val: _Validation, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Re-read the best weights, tune their thresholds (unless ``tune=False``) and write the
+    final model file with the run's history; return its scores."""
+    cfg, out = run.cfg, run.out
     best = load_model_file(out)
     final = {
         **metadata,
         "postprocess": best["postprocess"],
         "scores": {"best_step": best["scores"]["step"], "untuned": best["scores"]},
-        "history": state["history"],
-        "train_seconds": round(state["elapsed_s"], 1),
+        "history": run.state["history"],
+        "train_seconds": round(run.state["elapsed_s"], 1),
     }
     if cfg.tune:  # tune thresholds with the best weights
-        net.load_state_dict(best["state_dict"])
-        params, scores = tune_postprocess(val_samples, predict_val(net, val_samples, dev))
+        run.net.load_state_dict(best["state_dict"])
+        params, scores = val.tune(run.net)
         log.info("tuned thresholds on fold %s: %s", cfg.val_fold, _fmt(scores))
         final["postprocess"], final["scores"]["tuned"] = _as_dicts(params), scores
     else:
         log.info("thresholds not tuned (tune=False); phaseseg.train.retune(%s, ...) does it", out)
-    save_model(out, best["state_dict"], final)
+    _write_model(out, best["state_dict"], final)
     return final["scores"]
+
+
+def _metadata(
+    cfg: TrainConfig,
+    net: torch.nn.Module,
+    cell_types: list[str],
+    data: TrainingData,
+    data_dir: Path,
+    init: InitModel | None,
+    by: str,
+) -> dict[str, Any]:
+    """What the model file records besides weights, thresholds and scores."""
+    metadata: dict[str, Any] = {
+        "net": net.config.to_dict(),
+        "train": asdict(cfg),
+        "cell_types": list(cell_types),
+        "seed": cfg.seed,
+        "data": {
+            "data_dir": str(data_dir),
+            "train_images": len(data.train_ids),
+            "val_fold": cfg.val_fold,
+            "val_images": len(data.val_ids),
+            "cell_types": data.cell_types,
+            "thresholds_by": by,
+        },
+    }
+    if init is not None:  # provenance: what the starting weights were trained on, and how long
+        metadata["init"] = {
+            "path": str(init.path),
+            **{
+                k: init.payload[k]
+                for k in ("train", "data", "train_seconds", "init")
+                if k in init.payload
+            },
+        }
+    return metadata
+
+
+def fit(
+    data_dir: str | Path,
+    out: str | Path,
+    cfg: TrainConfig | None = None,
+    resume: bool = False,
+    device: str | None = None,
+) -> FitResult:
+    """Train a model on ``data_dir`` and write it to ``out``.
+
+    Steps: :meth:`InitModel.load` and :func:`resolve_config` (the configuration used, a copy:
+    ``cfg`` is not changed), :func:`load_data`, :func:`build_network`, the loop (validation,
+    best weights to ``out``, training state to ``<out>.state.pt``), then the thresholds tuned on
+    the validation fold. ``out`` and the resolved configuration beside it
+    (:func:`config_path`, ``<out>.config.json``) are written together, and only once there
+    are weights: a run that fails before leaves neither.
+
+    On a data set of one declared cell type (e.g. a ``make-dataset`` folder) validation and
+    tuning choose each image's thresholds by that type, not by the type head's guess
+    (``thresholds_by``); predict such images with ``--cell-type``.
+    """
+    out, data_dir = Path(out), Path(data_dir)
+    given = cfg if cfg is not None else TrainConfig()
+    dev = pick_device(device)
+    torch.manual_seed(given.seed)
+    torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
+    init = InitModel.load(given.init)
+    cfg, grow = resolve_config(given, init)
+    cell_types = head_cell_types(cfg, init)
+    log.info("device %s", dev)
+    data = load_data(data_dir, cfg, cell_types, cache_dir=out.parent / ".phaseseg-cache")
+    by = thresholds_by(data.cell_types)
+    if by == "declared":
+        log.info("one declared cell type (%s): validated with its thresholds", data.cell_types[0])
+    net = build_network(cfg, init, grow, dev)
+    run = _Run(net, cfg, out)
+    if resume:
+        run.restore(dev)
+    metadata = _metadata(cfg, net, cell_types, data, data_dir, init, by)
+    default_params = {t: PostprocessParams() for t in cell_types}
+    val = _Validation(data.val, dev, cfg, cell_types, by) if data.val else None
+    _train_loop(run, data.train, val, default_params, metadata, dev)
+    scores = _finish(run, val, metadata) if val is not None else {}
+    return FitResult(
+        model_path=out,
+        config_path=config_path(out),
+        config=cfg,
+        cell_types=cell_types,
+        thresholds_by=by,
+        data_cell_types=data.cell_types,
+        scores=scores,
+        history=run.state["history"],
+        train_seconds=round(run.state["elapsed_s"], 1),
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``"1h02m"``, ``"3m05s"``, ``"12s"``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
@@ -35,10 +36,16 @@ class Sample:
     """One annotated image held in memory."""
 
     image_id: str
-    cell_type: int  # index into io.CELL_TYPES
+    cell_type: int  # index into the cell types given to load_samples (default io.CELL_TYPES)
     image: np.ndarray  # uint8 (H, W)
     labels: np.ndarray  # int32 (H, W)
     targets: dict[str, np.ndarray]  # see targets.make_targets
+    cell_type_name: str = ""  # its name ("": io.CELL_TYPES[cell_type])
+
+    @property
+    def type_name(self) -> str:
+        """The sample's cell type by name."""
+        return self.cell_type_name or io.CELL_TYPES[self.cell_type]
 
 
 def read_folds(data_dir: Path, df: pd.DataFrame) -> pd.Series:
@@ -59,13 +66,17 @@ def load_samples(
     image_ids: list[str] | None = None,
     cache_dir: Path | None = None,
     workers: int | None = None,
+    cell_types: Sequence[str] | None = None,
 ) -> list[Sample]:
     """Load images, label images and targets of a Sartorius-style folder.
 
     Images are loaded by ``workers`` processes (default: one per core). Targets are cached
     (``cache_dir``, keyed by the CSV's content hash) since computing them for the full set takes
-    about a minute on one core.
+    about a minute on one core. ``cell_types`` are the classes of the model's type head (default
+    :data:`phaseseg.io.CELL_TYPES`): a sample's ``cell_type`` is its index there, and a
+    ``train.csv`` cell type outside them is refused.
     """
+    cell_types = tuple(cell_types if cell_types is not None else io.CELL_TYPES)
     data_dir = Path(data_dir)
     df = io.read_train_csv(data_dir / "train.csv")
     if image_ids is not None:
@@ -76,7 +87,7 @@ def load_samples(
         cache = Path(cache_dir) / f"targets-{digest[:16]}.npz"
     cached = dict(np.load(cache)) if cache is not None and cache.is_file() else {}
     groups = [(str(i), rows) for i, rows in df.groupby("id", sort=False)]
-    jobs = [(data_dir, i, rows, f"{i}/distance" not in cached) for i, rows in groups]
+    jobs = [(data_dir, i, rows, f"{i}/distance" not in cached, cell_types) for i, rows in groups]
     n_workers = min(workers or os.cpu_count() or 1, len(jobs) // 8 + 1)
     if n_workers > 1:  # reading, RLE decoding and targets are per image: spread them over cores
         # fork: workers share the parent's modules (no re-import of an unguarded __main__)
@@ -100,14 +111,15 @@ def load_samples(
     return samples
 
 
-def _load_one(job: tuple[Path, str, pd.DataFrame, bool]) -> Sample:
+def _load_one(job: tuple[Path, str, pd.DataFrame, bool, tuple[str, ...]]) -> Sample:
     """One image of :func:`load_samples`: read, decode its annotations, compute its targets
     (unless cached: then ``targets`` is left empty)."""
-    data_dir, image_id, rows, with_targets = job
+    data_dir, image_id, rows, with_targets, cell_types = job
     cell_type = str(rows["cell_type"].iloc[0])
-    if cell_type not in io.CELL_TYPES:
+    if cell_type not in cell_types:
         raise io.PhasesegInputError(
-            f"{data_dir / 'train.csv'}: unknown cell_type {cell_type!r} for image {image_id}"
+            f"{data_dir / 'train.csv'}: unknown cell_type {cell_type!r} for image {image_id} "
+            f"(the model's cell types: {', '.join(cell_types)})"
         )
     image = io.read_image(data_dir / "train" / f"{image_id}.png")
     labels = io.annotations_to_labels(rows, str(data_dir / "train.csv"))
@@ -117,7 +129,7 @@ def _load_one(job: tuple[Path, str, pd.DataFrame, bool]) -> Sample:
             f" but train.csv says {labels.shape[1]}x{labels.shape[0]}"
         )
     targets = make_targets(labels) if with_targets else {}
-    return Sample(image_id, io.CELL_TYPES.index(cell_type), image, labels, targets)
+    return Sample(image_id, cell_types.index(cell_type), image, labels, targets, cell_type)
 
 
 def random_crop(
@@ -174,5 +186,5 @@ def batch_indices(
     samples: list[Sample], batch_size: int, rng: np.random.Generator, type_weights: dict[str, float]
 ) -> np.ndarray:
     """Draw image indices for one batch, each image weighted by its cell type's weight."""
-    weights = np.array([type_weights.get(io.CELL_TYPES[s.cell_type], 1.0) for s in samples])
+    weights = np.array([type_weights.get(s.type_name, 1.0) for s in samples])
     return rng.choice(len(samples), size=batch_size, p=weights / weights.sum())
