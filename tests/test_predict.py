@@ -12,6 +12,7 @@ from phaseseg import io
 from phaseseg.cli import main
 from phaseseg.io.formats import read_labels
 from phaseseg.io.submission import validate_submission
+from phaseseg.segment.predict import predict_images
 from phaseseg.segment.segmenter import BUNDLED_MODEL, load_model
 
 
@@ -127,8 +128,36 @@ def test_min_score_override_keeps_or_drops_low_confidence_cells(tmp_path):
 
 def test_set_min_score_applies_to_every_cell_type_and_rejects_out_of_range():
     model = load_model()
-    model.set_min_score(0.3)
+    with pytest.deprecated_call():  # min_score= per call replaces it
+        model.set_min_score(0.3)
     assert {p.min_score for p in model.postprocess.values()} == {0.3}
-    with pytest.raises(io.PhasesegInputError, match="must lie in"):
+    with pytest.raises(io.PhasesegInputError, match="must lie in"), pytest.deprecated_call():
         model.set_min_score(1.5)
     assert {p.min_score for p in model.postprocess.values()} == {0.3}
+
+
+def test_cli_passes_min_score_per_call_without_changing_the_model(tmp_path, monkeypatch):
+    from phaseseg.segment.segmenter import Segmenter
+
+    def forbidden(self, value):
+        raise AssertionError("the CLI must not mutate the model")
+
+    monkeypatch.setattr(Segmenter, "set_min_score", forbidden)
+    sample = sorted((Path(__file__).parents[1] / "samples").glob("*.tif"))[0]
+    out = tmp_path / "labels"
+    argv = ["predict", str(sample), "--labels-dir", str(out), "--min-score", "0"]
+    assert main([*argv, "--cell-type", "shsy5y"]) == 0
+
+
+def test_batched_prediction_writes_the_same_submission(shared_data, tmp_path):
+    """Several images per forward pass (and mixed sizes) give the same cells as one at a time."""
+    ids = ["0030fd0e6378", "0140b3c8f445", "01ae5a43a2ab"]
+    paths = [shared_data / "train" / f"{i}.png" for i in ids]
+    crop = tmp_path / "crop.png"
+    Image.open(paths[0]).crop((0, 0, 300, 200)).save(crop)
+    model = load_model()
+    subs = {}
+    for batch_size in (1, 3):
+        subs[batch_size] = tmp_path / f"b{batch_size}.csv"
+        predict_images([*paths, crop], model, submission=subs[batch_size], batch_size=batch_size)
+    assert subs[1].read_text() == subs[3].read_text()

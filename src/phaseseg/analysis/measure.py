@@ -136,6 +136,7 @@ def measure_images(
     tta: bool = False,
     cell_type: str | None = None,
     n_report_overlays: int = 12,
+    min_score: float | None = None,
 ) -> MeasureSummary:
     """Segment (or read labels for) images, measure every cell and write the outputs.
 
@@ -164,6 +165,8 @@ def measure_images(
         that all time points are post-processed alike.
     n_report_overlays : int
         Overlays shown in the report (spread over time, or over the input order).
+    min_score : float in [0, 1], optional
+        Overrides the model's tuned ``min_score`` for this run (0 keeps uncertain cells).
 
     Returns
     -------
@@ -213,7 +216,9 @@ def measure_images(
             image_id = path.stem
             try:
                 image = io.read_image(path)
-                lab, used_type = _labels_for(image, path, model, label_files, tta, cell_type)
+                lab, used_type = _labels_for(
+                    image, path, model, label_files, tta, cell_type, min_score
+                )
             except io.PhasesegInputError as e:
                 log.error("skipped: %s", e)
                 summary.failed.append(str(e))
@@ -291,10 +296,11 @@ def _labels_for(
     label_files: dict[str, Path] | None,
     tta: bool,
     cell_type: str | None,
+    min_score: float | None = None,
 ) -> tuple[np.ndarray, str | None]:
     """Labels of one image (from the model or a label file) and the predicted cell type."""
     if label_files is None:
-        result = model.segment_full(image, tta=tta, cell_type=cell_type)
+        result = model.segment_full(image, tta=tta, cell_type=cell_type, min_score=min_score)
         return result.labels, result.cell_type
     if path.stem not in label_files:
         raise io.PhasesegInputError(f"{path}: no label image named {path.stem}.tif/.png")

@@ -6,17 +6,29 @@ import argparse
 
 
 def load_model_from_args(args: argparse.Namespace):
-    """The model of ``--model`` (default: bundled) on ``--device``, with ``--min-score``
-    overriding its tuned per-type ``min_score`` (0 keeps low-confidence cells); the value is
-    checked before the model is loaded."""
+    """The model of ``--model`` (default: bundled) on ``--device`` in ``--precision``.
+
+    ``--min-score`` is checked here, before the model is loaded, and passed per call by the
+    commands (the model is not changed). On the CPU, torch uses every core (set once, here).
+    """
+    from phaseseg.nn.device import pick_device, use_all_cores
     from phaseseg.segment.segmenter import check_min_score, load_model
 
     if args.min_score is not None:
         check_min_score(args.min_score, "--min-score")
-    model = load_model(args.model, device=args.device)
-    if args.min_score is not None:
-        model.set_min_score(args.min_score)
-    return model
+    if pick_device(args.device).type == "cpu":
+        use_all_cores()
+    return load_model(args.model, device=args.device, precision=args.precision)
+
+
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="network arithmetic: auto (default) = bf16 where the CPU/GPU computes it natively "
+        "(AVX-512 BF16, AMX, recent GPUs), else fp32",
+    )
 
 
 def add_min_score_option(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phaseseg.cli._common import add_min_score_option, load_model_from_args
+from phaseseg.cli._common import (
+    add_min_score_option,
+    add_precision_option,
+    load_model_from_args,
+)
 from phaseseg.io import PhasesegInputError
 
 
@@ -31,6 +35,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             time_pattern=args.time_from,
             tta=args.tta,
             cell_type=args.cell_type,
+            min_score=args.min_score,
         )
     for line in summary.failed:
         print(f"phaseseg measure: skipped {line}", file=sys.stderr)
@@ -81,5 +86,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--describe", action="store_true", help="print the output columns and exit")
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
     add_min_score_option(p)
-    p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
+    add_precision_option(p)
+    p.add_argument("--device", help="torch device (default: cuda, else mps if present, else cpu)")
     p.set_defaults(func=_cmd_measure)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phaseseg.cli._common import add_min_score_option, load_model_from_args
+from phaseseg.cli._common import (
+    add_min_score_option,
+    add_precision_option,
+    load_model_from_args,
+)
 from phaseseg.io import PhasesegInputError
 
 
@@ -28,6 +32,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overlays_dir=args.overlays_dir,
         tta=args.tta,
         cell_type=args.cell_type,
+        min_score=args.min_score,
     )
     for line in summary.failed:
         print(f"phaseseg predict: skipped {line}", file=sys.stderr)
@@ -56,5 +61,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "model's: astro, cort, shsy5y; default: predicted per image)",
     )
     add_min_score_option(p)
-    p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
+    add_precision_option(p)
+    p.add_argument("--device", help="torch device (default: cuda, else mps if present, else cpu)")
     p.set_defaults(func=_cmd_predict)

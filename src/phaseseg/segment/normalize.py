@@ -1,4 +1,16 @@
-"""The one image normalisation of the network's input, shared by training and inference."""
+"""The one image normalisation of the network's input, shared by training and inference.
+
+One dtype contract: a gray ``(H, W)`` image of any real dtype, at any size. uint8 images are
+used as they are (the network was trained on 8-bit images); other dtypes (uint16, int, float,
+bool) are first scaled linearly so that their finite values span 0..255 (the 8-bit scale, not
+rounded; non-finite pixels take the minimum). Then each image is standardised: zero mean and
+unit standard deviation, the standard deviation floored at one grey level.
+
+>>> import numpy as np
+>>> x = normalize_image(np.array([[0, 10], [20, 30]], np.uint16))
+>>> x.dtype, float(x.mean()), round(float(x.std()), 6)
+(dtype('float32'), 0.0, 1.0)
+"""
 
 from __future__ import annotations
 
@@ -6,18 +18,61 @@ import math
 
 import numpy as np
 
+from phaseseg.io.errors import PhasesegInputError
+
+
+def check_image(image: object) -> np.ndarray:
+    """``image`` as a 2-D numpy array of a real dtype, or :class:`PhasesegInputError`.
+
+    Accepts uint8, uint16 and other integer, float and bool arrays of any size; refuses other
+    shapes (RGB, stacks) and dtypes in one line.
+    """
+    arr = np.asarray(image)
+    if arr.ndim != 2 or arr.size == 0 or arr.dtype.kind not in "uifb":
+        raise PhasesegInputError(
+            f"expected a 2-D grayscale image (uint8, uint16 or float), got a {arr.dtype} "
+            f"array of shape {arr.shape}"
+            + ("; convert RGB to gray first" if arr.ndim == 3 and arr.shape[-1] in (3, 4) else "")
+        )
+    return arr
+
+
+def to_8bit_scale(image: np.ndarray) -> np.ndarray:
+    """float32 ``(H, W)``: a non-uint8 image scaled linearly so its finite values span 0..255.
+
+    Non-finite pixels take the minimum; a constant image becomes zeros. uint8 images are only
+    converted to float32.
+    """
+    image = check_image(image)
+    if image.dtype == np.uint8:
+        return image.astype(np.float32)
+    img = image.astype(np.float64)
+    finite = np.isfinite(img)
+    if not finite.all():
+        if not finite.any():
+            raise PhasesegInputError("the image holds no finite values")
+        img = np.where(finite, img, img[finite].min())
+    lo, hi = float(img.min()), float(img.max())
+    if hi <= lo:
+        return np.zeros(img.shape, np.float32)
+    return ((img - lo) * (255.0 / (hi - lo))).astype(np.float32)
+
 
 def normalize_image(image: np.ndarray) -> np.ndarray:
-    """uint8 ``(H, W)`` image -> float32 ``(H, W)`` with zero mean and unit std (per image)."""
-    img = image.astype(np.float32)
+    """Gray ``(H, W)`` image of any real dtype -> float32 ``(H, W)`` with zero mean and unit std.
+
+    See the module docstring for the dtype contract; uint8 images go straight to the
+    standardisation (the training data's path).
+    """
+    img = to_8bit_scale(image)
     return (img - img.mean()) / max(float(img.std()), 1.0)
 
 
 def image_stats(image: np.ndarray) -> tuple[float, float]:
     """Mean and std of a uint8 image from its histogram (no float copy of the image).
 
-    Used where an image is normalised in parts (tiles) with the whole image's statistics;
-    the std is then floored at 1 as in :func:`normalize_image`.
+    Kept for callers that normalise an image in parts; inference normalises whole images
+    with :func:`normalize_image`.
     """
     counts = np.bincount(image.ravel(), minlength=256).astype(np.float64)
     values = np.arange(counts.size, dtype=np.float64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,25 +43,39 @@ def iter_segmentations(
     overlays_dir: Path | None = None,
     summary: PredictSummary | None = None,
     cell_type: str | None = None,
+    min_score: float | None = None,
+    batch_size: int | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Segment images one by one, yielding ``(image_id, labels)``; write per-image outputs.
+    """Segment images, yielding ``(image_id, labels)`` in order; write per-image outputs.
 
-    ``cell_type`` fixes the thresholds' cell type (default: predicted per image).
+    Images are read lazily and run through :meth:`Segmenter.iter_segment_full` (batched
+    forward passes; only the images of the current batch are held). ``cell_type`` fixes the
+    thresholds' cell type (default: predicted per image); ``min_score`` overrides the tuned
+    one for this run; ``batch_size``: network inputs per forward pass.
     """
     summary = summary if summary is not None else PredictSummary()
-    for path in tqdm(paths, desc="predict", unit="img"):
-        try:
-            image = io.read_image(path)
-        except io.PhasesegInputError as e:
-            log.debug("skipped: %s", e)  # reported by the caller, from summary.failed
-            summary.failed.append(str(e))
-            continue
-        result = model.segment_full(image, tta=tta, cell_type=cell_type)
-        image_id = path.stem
+    read: deque[tuple[str, np.ndarray]] = deque()  # images handed to the model, in order
+
+    def images() -> Iterator[np.ndarray]:
+        for path in tqdm(paths, desc="predict", unit="img"):
+            try:
+                image = io.read_image(path)
+            except io.PhasesegInputError as e:
+                log.debug("skipped: %s", e)  # reported by the caller, from summary.failed
+                summary.failed.append(str(e))
+                continue
+            read.append((path.stem, image))
+            yield image
+
+    results = model.iter_segment_full(
+        images(), cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size
+    )
+    for result in results:
+        image_id, image = read.popleft()
         summary.n_images += 1
         summary.n_cells += int(result.labels.max())
         summary.cell_types[image_id] = result.cell_type
-        log.debug("%s: %d cells (%s)", path, result.labels.max(), result.cell_type)
+        log.debug("%s: %d cells (%s)", image_id, result.labels.max(), result.cell_type)
         if labels_dir is not None:
             write_labels(Path(labels_dir) / f"{image_id}.tif", result.labels)
         if overlays_dir is not None:
@@ -76,11 +91,14 @@ def predict_images(
     overlays_dir: str | os.PathLike | None = None,
     tta: bool = False,
     cell_type: str | None = None,
+    min_score: float | None = None,
+    batch_size: int | None = None,
 ) -> PredictSummary:
     """Segment image files/folders and write the requested outputs.
 
     Image ids (submission rows, output file names) are the image file names without suffix;
-    two inputs with the same id are refused up front.
+    two inputs with the same id are refused up front. ``cell_type``, ``min_score``,
+    ``batch_size``: as :func:`iter_segmentations`.
     """
     paths = io.find_image_set(inputs)
     summary = PredictSummary()
@@ -92,6 +110,8 @@ def predict_images(
         overlays_dir=Path(overlays_dir) if overlays_dir else None,
         summary=summary,
         cell_type=cell_type,
+        min_score=min_score,
+        batch_size=batch_size,
     )
     items = _reported(items, summary, submission)
     if submission is not None:

@@ -1,14 +1,19 @@
-"""A loaded model: image -> probability maps -> cell type -> labels.
+"""A loaded model: images -> probability maps -> cell type -> labels.
 
->>> from phaseseg import load_model
->>> model = load_model()                      # the bundled default model
->>> labels = model.segment(image)             # uint8 (H, W) -> int32 (H, W)
+Usage (``image``, ``a``, ``b``: gray ``(H, W)`` arrays, uint8, uint16 or float)::
+
+    from phaseseg import load_model
+    model = load_model()                          # the bundled model, precision "auto"
+    labels = model.segment(image)                 # int32 (H, W): 0 background, 1..N cells
+    labels_a, labels_b = model.segment([a, b], min_score=0, cell_type="shsy5y")  # per call
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,57 +22,36 @@ import torch
 
 from phaseseg.io import CELL_TYPES, PhasesegInputError
 from phaseseg.nn.checkpoint import load_model_file
+from phaseseg.nn.device import check_precision, pick_device, resolve_precision
 from phaseseg.nn.model import UNet, build_model
-from phaseseg.segment import tiling
-from phaseseg.segment.normalize import normalize_image
+from phaseseg.segment.maps import Maps, iter_maps, predict_maps
 from phaseseg.segment.postprocess import PostprocessParams, maps_to_labels
 
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).parents[1] / "models" / "default.pt"
 
-
-def pick_device(device: str | None = None) -> torch.device:
-    """CUDA when present (or the given device), else the CPU with all its cores."""
-    if device:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    torch.set_num_threads(os.cpu_count() or 1)
-    return torch.device("cpu")
-
-
-@torch.inference_mode()
-def predict_maps(
-    net: UNet, image: np.ndarray, device: torch.device, tta: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the network on one image.
-
-    Parameters
-    ----------
-    image : (H, W) uint8 array (any H, W; padded internally to the network's stride).
-    tta : average over horizontal/vertical flips (4 passes).
-
-    Returns
-    -------
-    foreground, distance : (H, W) float32 probabilities; cell_type_probs : (n_types,) float32.
-    """
-    x = torch.from_numpy(normalize_image(image)).to(device)
-    flips = [(), (3,), (2,), (2, 3)] if tta else [()]
-    probs, logits = tiling.forward_padded(net, x, device, flips)
-    probs = probs.cpu().numpy()
-    return probs[0], probs[1], torch.softmax(logits, dim=0).cpu().numpy()
+__all__ = [
+    "BUNDLED_MODEL",
+    "Maps",
+    "Segmentation",
+    "Segmenter",
+    "check_min_score",
+    "load_model",
+    "pick_device",
+    "predict_maps",
+]
 
 
 @dataclass
 class Segmentation:
-    """Result of :meth:`Segmenter.segment_full`."""
+    """Result of :meth:`Segmenter.segment_full` for one image."""
 
-    labels: np.ndarray  # int32 (H, W)
-    cell_type: str
-    cell_type_probs: dict[str, float]
-    foreground: np.ndarray  # float32 (H, W)
-    distance: np.ndarray  # float32 (H, W)
+    labels: np.ndarray  # int32 (H, W): 0 background, 1..N cells
+    cell_type: str  # the type whose thresholds were used (predicted, or given)
+    cell_type_probs: dict[str, float]  # the network's cell-type probabilities
+    foreground: np.ndarray  # float32 (H, W) in [0, 1]
+    distance: np.ndarray  # float32 (H, W) in [0, 1]
 
 
 def check_min_score(value: float, name: str = "min_score") -> None:
@@ -77,7 +61,22 @@ def check_min_score(value: float, name: str = "min_score") -> None:
 
 
 class Segmenter:
-    """A network with its post-processing thresholds, ready to segment images."""
+    """A network with its post-processing thresholds, ready to segment images.
+
+    Parameters
+    ----------
+    net : UNet
+        The network (moved to ``device``, put in eval mode).
+    postprocess : dict of str to PostprocessParams
+        Thresholds per cell type, tuned on validation data.
+    metadata : dict, optional
+        The model file's metadata (``cell_types`` gives the type head's class order).
+    device : str or torch.device, optional
+        Default: :func:`~phaseseg.nn.device.pick_device` (CUDA, MPS, else the CPU).
+    precision : {"auto", "bf16", "fp32"}
+        Resolved once here (:func:`~phaseseg.nn.device.resolve_precision`) and kept in
+        ``self.precision`` as ``"bf16"`` or ``"fp32"``.
+    """
 
     def __init__(
         self,
@@ -85,47 +84,142 @@ class Segmenter:
         postprocess: dict[str, PostprocessParams],
         metadata: dict | None = None,
         device: str | torch.device | None = None,
+        precision: str = "auto",
     ):
-        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.device = pick_device(device)
+        self.precision = resolve_precision(check_precision(precision), self.device)
         self.net = net.to(self.device).to(memory_format=torch.channels_last).eval()
         self.postprocess = postprocess
         self.metadata = metadata or {}
 
+    @property
+    def cell_types(self) -> list[str]:
+        """The cell types of the type head, in its class order."""
+        return list(self.metadata.get("cell_types", CELL_TYPES))
+
     def set_min_score(self, min_score: float) -> None:
-        """Use one ``min_score`` in [0, 1] for every cell type (0 keeps low-confidence cells)."""
+        """Deprecated: pass ``min_score=`` to :meth:`segment` instead.
+
+        Uses one ``min_score`` in [0, 1] for every cell type in every later call.
+        """
+        warnings.warn(
+            "Segmenter.set_min_score changes the model for every caller; pass min_score= to "
+            "segment() / segment_full() instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         check_min_score(min_score)
         self.postprocess = {k: replace(v, min_score=min_score) for k, v in self.postprocess.items()}
 
+    def thresholds(self, cell_type: str, min_score: float | None = None) -> PostprocessParams:
+        """The post-processing thresholds of ``cell_type``, with ``min_score`` overridden
+        when given (a copy: the model is not changed)."""
+        if cell_type not in self.postprocess:
+            known = ", ".join(self.postprocess)
+            raise PhasesegInputError(f"unknown cell type {cell_type!r}; known: {known}")
+        params = self.postprocess[cell_type]
+        return params if min_score is None else replace(params, min_score=min_score)
+
+    def predict_maps(
+        self,
+        images: np.ndarray | list[np.ndarray],
+        *,
+        tta: bool = False,
+        batch_size: int | None = None,
+    ) -> Maps | list[Maps]:
+        """The network's :class:`~phaseseg.segment.maps.Maps` of one image or a list."""
+        return predict_maps(
+            self.net, images, self.device, precision=self.precision, tta=tta, batch_size=batch_size
+        )
+
+    def iter_segment_full(
+        self,
+        images: Iterable[np.ndarray],
+        *,
+        cell_type: str | None = None,
+        min_score: float | None = None,
+        tta: bool = False,
+        batch_size: int | None = None,
+    ) -> Iterator[Segmentation]:
+        """:meth:`segment_full` over an iterable of images, consumed lazily; yields one
+        :class:`Segmentation` per image, in order (memory stays flat)."""
+        if cell_type is not None:
+            self.thresholds(cell_type)  # refuse an unknown type before any work
+        if min_score is not None:
+            check_min_score(min_score)
+        names = self.cell_types
+        maps = iter_maps(
+            self.net, images, self.device, precision=self.precision, tta=tta, batch_size=batch_size
+        )
+        for fg, dist, type_probs in maps:
+            used = cell_type or names[int(np.argmax(type_probs))]
+            labels = maps_to_labels(fg, dist, **self.thresholds(used, min_score).to_dict())
+            probs = {n: float(p) for n, p in zip(names, type_probs, strict=True)}
+            yield Segmentation(labels, used, probs, fg, dist)
+
     def segment_full(
-        self, image: np.ndarray, tta: bool = False, cell_type: str | None = None
-    ) -> Segmentation:
-        """Segment one uint8 ``(H, W)`` image; also return the maps and the cell type.
+        self,
+        images: np.ndarray | list[np.ndarray],
+        *,
+        cell_type: str | None = None,
+        min_score: float | None = None,
+        tta: bool = False,
+        batch_size: int | None = None,
+    ) -> Segmentation | list[Segmentation]:
+        """Segment one image (or a list); also return the maps and the cell type.
 
-        ``cell_type`` overrides the predicted type (which chooses the thresholds). Images with
-        a side over :data:`~phaseseg.segment.tiling.TILE_ABOVE` px run through the network
-        in overlapping tiles (:func:`~phaseseg.segment.tiling.predict_maps_tiled`),
-        post-processed as one.
+        Parameters
+        ----------
+        images : (H, W) array or list of them
+            Gray images of any size and real dtype (uint8, uint16, float; see
+            :mod:`~phaseseg.segment.normalize`); a list may mix sizes.
+        cell_type : str, optional
+            Use this type's thresholds (default: the type the network predicts per image).
+        min_score : float in [0, 1], optional
+            Override the tuned ``min_score`` for this call (0 keeps low-confidence cells).
+        tta : bool
+            Average the network over 4 flips (4x the network time).
+        batch_size : int, optional
+            Network inputs per forward pass (:func:`~phaseseg.segment.maps.iter_maps`);
+            results do not depend on it.
+
+        Returns
+        -------
+        Segmentation, or a list of them for a list input
         """
-        if image.ndim != 2:
-            raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
-        maps = tiling.predict_maps_tiled if max(image.shape) > tiling.TILE_ABOVE else predict_maps
-        fg, dist, type_probs = maps(self.net, image, self.device, tta=tta)
-        names = self.metadata.get("cell_types", CELL_TYPES)  # the type head's class order
-        if cell_type is None:
-            cell_type = names[int(np.argmax(type_probs))]
-        elif cell_type not in self.postprocess:
-            raise PhasesegInputError(f"unknown cell type {cell_type!r}; known: {', '.join(names)}")
-        labels = maps_to_labels(fg, dist, **self.postprocess[cell_type].to_dict())
-        probs = {n: float(p) for n, p in zip(names, type_probs, strict=True)}
-        return Segmentation(labels, cell_type, probs, fg, dist)
+        options = dict(cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size)
+        if isinstance(images, (list, tuple)):
+            return list(self.iter_segment_full(images, **options))
+        return next(self.iter_segment_full([images], **options))
 
-    def segment(self, image: np.ndarray, tta: bool = False) -> np.ndarray:
-        """Segment one uint8 ``(H, W)`` image into int32 ``(H, W)`` labels."""
-        return self.segment_full(image, tta=tta).labels
+    def segment(
+        self,
+        images: np.ndarray | list[np.ndarray],
+        *,
+        cell_type: str | None = None,
+        min_score: float | None = None,
+        tta: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Segment one image (or a list) into int32 ``(H, W)`` labels (0 background, 1..N).
+
+        Options as :meth:`segment_full`; thresholds apply to this call only.
+        """
+        options = dict(cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size)
+        if isinstance(images, (list, tuple)):
+            return [s.labels for s in self.iter_segment_full(images, **options)]
+        return next(self.iter_segment_full([images], **options)).labels
 
 
-def load_model(path: str | os.PathLike | None = None, device: str | None = None) -> Segmenter:
-    """Load a model file (default: the bundled model) for inference."""
+def load_model(
+    path: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+) -> Segmenter:
+    """Load a model file (default: the bundled model) for inference.
+
+    ``device`` and ``precision`` as :class:`Segmenter`.
+    """
     path = Path(path) if path is not None else BUNDLED_MODEL
     if path == BUNDLED_MODEL and not path.is_file():
         raise PhasesegInputError(f"{path}: the bundled model is missing from this installation")
@@ -137,4 +231,4 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None)
         raise PhasesegInputError(f"{path}: weights do not fit the architecture ({e})") from None
     post = {k: PostprocessParams(**v) for k, v in payload["postprocess"].items()}
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    return Segmenter(net, post, meta, device=device)
+    return Segmenter(net, post, meta, device=device, precision=precision)

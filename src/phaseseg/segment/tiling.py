@@ -1,41 +1,27 @@
-"""Large images: run the network on overlapping tiles and stitch the maps seamlessly.
+"""Tile geometry: where the tiles of an image lie and how their maps are blended.
 
-The network sees one tile at a time, so memory on the device stays flat in the image size.
-Each tile's per-pixel maps (foreground, distance) are blended into whole-image maps with a
-smooth window that fades out towards the tile's inner edges, where the network lacks context;
-post-processing then runs **once** on the stitched maps, so no cell is cut along a tile border.
+An image side no longer than the tile size is one tile; a longer side is cut into the fewest
+equal tiles of at most that size that overlap by at least ``overlap`` px, spread evenly (the
+first starts at 0, the last ends at the image's edge). Equal tiles let the network run them as
+one batch. Each tile's per-pixel maps are weighted by a separable window that is 1 inside and
+fades out (raised cosine over ``overlap`` px) towards the tile's *inner* edges, where the
+network lacks context; the weighted sum divided by the sum of the windows gives seamless
+whole-image maps, which are post-processed once, so no cell is cut at a tile border.
 
-The blending window of a tile is separable, ``w(y, x) = wy(y) * wx(x)``, and tiles lie on a
-regular grid, so the sum of all windows at a pixel is ``Wy(y) * Wx(x)`` (the sums of the 1-D
-windows). Normalising needs only these two 1-D arrays: besides the input image, only the two
-output maps are held in memory.
+Because windows are separable and tiles lie on a grid, the sum of all windows at a pixel is
+``Wy(y) * Wx(x)``, the product of the 1-D sums: normalising needs two 1-D arrays only.
 
->>> from phaseseg.nn.model import NetConfig, build_model
->>> net = build_model(NetConfig(channels=(4, 8), convs_per_block=1)).eval()
->>> image = np.zeros((300, 200), dtype=np.uint8)
->>> fg, dist, type_probs = predict_maps_tiled(net, image, torch.device("cpu"), tile=(128, 128),
-...                                           overlap=32)
->>> fg.shape, dist.dtype, type_probs.shape
-((300, 200), dtype('float32'), (3,))
+>>> tile_layout(520, 1024, 64, 16)
+([0], 520)
+>>> tile_layout(2600, 1024, 64, 16)
+([0, 844, 1688], 912)
 """
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-
-from phaseseg.nn.model import UNet
-from phaseseg.segment.normalize import image_stats
-
-log = logging.getLogger(__name__)
-
-#: :meth:`~phaseseg.segment.segmenter.Segmenter.segment_full` tiles images whose larger side
-#: exceeds this.
-TILE_ABOVE = 1024
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -70,8 +56,41 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
-def _window(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarray:
-    """1-D blending window: 1 in the middle, a raised-cosine ramp on faded sides.
+def tile_layout(length: int, max_tile: int, overlap: int, stride: int = 1) -> tuple[list[int], int]:
+    """The fewest equal tiles of at most ``max_tile`` px covering one image side.
+
+    Parameters
+    ----------
+    length : int
+        Image side in pixels.
+    max_tile : int
+        Largest tile side; rounded down to a multiple of ``stride`` (at least ``stride``).
+    overlap : int
+        Minimum overlap of neighbouring tiles, ``0 <= overlap <`` the tile side.
+    stride : int
+        Tiles shorter than the image are a multiple of this (the network's stride), so that
+        they need no padding.
+
+    Returns
+    -------
+    starts : list of int
+        Tile start offsets (``[0]`` when ``length <= max_tile``).
+    side : int
+        Tile side: ``length`` for one tile, else a multiple of ``stride`` ``<= max_tile``.
+    """
+    max_tile = max(stride, max_tile // stride * stride)
+    if length <= max_tile:
+        return [0], length
+    if not 0 <= overlap < max_tile:
+        raise ValueError(f"overlap must be in [0, {max_tile}), got {overlap}")
+    n = math.ceil((length - overlap) / (max_tile - overlap))
+    side = min(max_tile, math.ceil((length + (n - 1) * overlap) / n / stride) * stride)
+    return tile_starts(length, side, overlap), side
+
+
+def window(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarray:
+    """float32 ``(size,)`` 1-D blending window: 1 in the middle, a raised-cosine ramp of
+    ``ramp`` px on the faded sides.
 
     Values stay strictly positive (the ramp starts at half a pixel), so every pixel of the
     image gets weight from at least one tile.
@@ -87,109 +106,12 @@ def _window(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarra
     return w
 
 
-def forward_padded(
-    net: UNet, x: torch.Tensor, device: torch.device, flips: list[tuple[int, ...]]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel probabilities ``(2, h, w)`` and cell-type logits ``(n_types,)`` of one tile.
-
-    ``x`` is the normalised tile, float32 ``(h, w)`` on ``device``; it is padded to the
-    network's stride. :func:`phaseseg.segment.segmenter.predict_maps` runs whole images through it.
-    """
-    h, w = x.shape
-    s = net.config.stride
-    ph, pw = (-h) % s, (-w) % s
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    xb = F.pad(x[None, None], (0, pw, 0, ph), mode=mode).contiguous(
-        memory_format=torch.channels_last
-    )
-    pixel, logits = 0.0, 0.0
-    for dims in flips:
-        xi = torch.flip(xb, dims) if dims else xb
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            out = net(xi)
-        p = out["pixel"].float()
-        pixel = pixel + (torch.flip(p, dims) if dims else p)
-        logits = logits + out["cell_type"].float()
-    probs = torch.sigmoid(pixel / len(flips))[0, :, :h, :w]
-    return probs, logits[0] / len(flips)
-
-
-@torch.inference_mode()
-def predict_maps_tiled(
-    net: UNet,
-    image: np.ndarray,
-    device: torch.device,
-    tile: tuple[int, int] = (512, 512),
-    overlap: int = 128,
-    tta: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the network on overlapping tiles of a (large) image and blend the maps.
-
-    Drop-in for :func:`~phaseseg.segment.segmenter.predict_maps`. The image is normalised once
-    with its global mean and standard deviation (so all tiles see the same intensity scale),
-    each tile is padded to the network's stride, and the per-pixel probabilities are blended
-    with separable raised-cosine windows that fade over ``overlap`` pixels at every inner tile edge.
-
-    Parameters
-    ----------
-    net : UNet
-        The network, in eval mode, on ``device``.
-    image : (H, W) uint8 array
-        Any size; a side no longer than the tile is covered by one tile.
-    device : torch.device
-    tile : (int, int)
-        Tile ``(height, width)`` in pixels; multiples of the network's stride avoid padding.
-    overlap : int
-        Minimum overlap of neighbouring tiles in pixels (``0 <= overlap <`` each tile side);
-        also the width of the blending ramp. 64-128 px covers the network's useful context;
-        with 0, tiles are simply abutted and cells may show seams.
-    tta : bool
-        Average each tile over horizontal/vertical flips (4 passes).
-
-    Returns
-    -------
-    foreground, distance : (H, W) float32 arrays in [0, 1]
-        Blended probabilities (see :mod:`phaseseg.nn.model` for their meaning).
-    cell_type_probs : (n_types,) float32 array
-        Softmax of each tile's cell-type logits, averaged over the tiles (all of one size).
-    """
-    if image.ndim != 2:
-        raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
-    th, tw = (int(t) for t in tile)
-    if th < 1 or tw < 1:
-        raise ValueError(f"tile sides must be positive, got {tile}")
-    if not 0 <= overlap < min(th, tw):
-        raise ValueError(f"overlap must be in [0, {min(th, tw)}), got {overlap}")
-    h, w = image.shape
-    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
-    th, tw = min(th, h), min(tw, w)
-    log.debug("%dx%d image: %d x %d tiles of %dx%d", h, w, len(ys), len(xs), th, tw)
-    mean, std = image_stats(image)
-    std = max(std, 1.0)  # as normalize_image
-    wy = [_window(th, overlap, y > 0, y + th < h) for y in ys]
-    wx = [_window(tw, overlap, x > 0, x + tw < w) for x in xs]
-    wy_sum, wx_sum = np.zeros(h, np.float32), np.zeros(w, np.float32)
-    for y, win in zip(ys, wy, strict=True):
-        wy_sum[y : y + th] += win
-    for x, win in zip(xs, wx, strict=True):
-        wx_sum[x : x + tw] += win
-    foreground = np.zeros((h, w), np.float32)
-    distance = np.zeros((h, w), np.float32)
-    type_probs = 0.0
-    flips = [(), (3,), (2,), (2, 3)] if tta else [()]
-    for y, win_y in zip(ys, wy, strict=True):
-        for x, win_x in zip(xs, wx, strict=True):
-            crop = torch.from_numpy(image[y : y + th, x : x + tw].astype(np.float32))
-            crop = ((crop - mean) / std).to(device)
-            probs, logits = forward_padded(net, crop, device, flips)
-            weight = torch.from_numpy(np.outer(win_y, win_x)).to(device)
-            probs = (probs * weight).cpu().numpy()
-            foreground[y : y + th, x : x + tw] += probs[0]
-            distance[y : y + th, x : x + tw] += probs[1]
-            type_probs = type_probs + torch.softmax(logits, dim=0).cpu().numpy()
-    for m in (foreground, distance):
-        m /= wy_sum[:, None]
-        m /= wx_sum[None, :]
-        np.clip(m, 0.0, 1.0, out=m)
-    type_probs = np.asarray(type_probs / (len(ys) * len(xs)), dtype=np.float32)
-    return foreground, distance, type_probs
+def side_windows(
+    length: int, starts: list[int], side: int, overlap: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The windows of the tiles along one image side and their sum, float32 ``(length,)``."""
+    windows = [window(side, overlap, s > 0, s + side < length) for s in starts]
+    total = np.zeros(length, np.float32)
+    for s, w in zip(starts, windows, strict=True):
+        total[s : s + side] += w
+    return windows, total

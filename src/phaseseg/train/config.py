@@ -40,7 +40,7 @@ class TrainConfig:
     eval_every: int = 2500
     checkpoint_every: int = 50
     max_val_images: int | None = None
-    bf16: bool = True
+    precision: str = "auto"  # "auto" (bf16 where native, else fp32), "bf16" or "fp32"
     num_workers: int | None = None  # processes cutting batches; None: 0 on a CPU, 8 on a GPU
     tune: bool = True  # tune the thresholds at the end (else: later, with retune())
     net: dict[str, Any] = field(
@@ -49,8 +49,20 @@ class TrainConfig:
     init: str | None = None  # start from this model file's weights ("bundled": the default)
     input_scale: float | None = None  # network's working scale; None: init's, else 1.0
 
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise io.PhasesegInputError(
+                f"precision must be auto, bf16 or fp32; got {self.precision!r}"
+            )
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A config from its dict form; the ``bf16`` flag of older configs and model files is
+        read as ``precision`` ``"bf16"`` (true) or ``"fp32"`` (false)."""
+        d = dict(d)
+        if "bf16" in d:
+            bf16 = d.pop("bf16")
+            d.setdefault("precision", "bf16" if bf16 else "fp32")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
