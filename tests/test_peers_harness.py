@@ -29,9 +29,9 @@ def test_quick_harness_writes_table_and_plot(shared_data: Path, tmp_path: Path) 
     assert "QUICK MODE — not a benchmark" in table
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split(" | ")[0].lstrip("| ") for r in rows[1:]] == list(ROWS)
-    for row in rows[1:3]:
-        overall = float(row.split(" | ")[1])
-        assert 0.0 <= overall <= 1.0
+    phaseseg, classical = (float(row.split(" | ")[1]) for row in rows[1:3])
+    # the bundled network beats the classical baseline (full run: 0.252 vs 0.044)
+    assert phaseseg > classical + 0.05
     # Cellpose 3 and InstanSeg run where their venvs exist (`make cellpose-venv`,
     # `make instanseg-venv`), else say why not
     for peer in rows[3:5]:
