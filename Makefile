@@ -19,6 +19,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 demo: $(STAMP)
 	$(BIN)/phaseseg predict samples/ --submission demo_out/submission.csv \

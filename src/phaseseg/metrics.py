@@ -261,7 +261,7 @@ def _match(
     iou: np.ndarray,
     n_true: int,
     n_pred: int,
-    thresholds: Sequence[float],
+    thresholds: Sequence[float] | np.ndarray,
 ) -> Matching:
     """One-to-one matching at each threshold from the sparse IoU of overlapping pairs."""
     th = np.asarray(thresholds, dtype=np.float64)

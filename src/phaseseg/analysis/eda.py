@@ -246,7 +246,7 @@ def summarize(stats: EdaStats) -> pd.DataFrame:
 
 
 def _colors(types: list[str]) -> dict[str, str]:
-    extra = iter(matplotlib.colormaps["tab10"].colors[3:])
+    extra = iter(matplotlib.colormaps["tab10"].colors[3:])  # type: ignore[attr-defined]
     return {t: TYPE_COLORS.get(t) or _hex(next(extra)) for t in types}
 
 
@@ -316,7 +316,7 @@ def plot_cell_areas(stats: EdaStats) -> Figure:
         med = np.median(a)
         ax.hist(
             a,
-            bins=bins,
+            bins=bins.tolist(),
             weights=w,
             histtype="step",
             lw=1.8,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 from phaseseg.io import CELL_TYPES, PhasesegInputError
@@ -16,7 +17,7 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
     if args.coco:
         if len(args.images) != 1 or not Path(args.images[0]).is_dir():
             raise PhasesegInputError("with --coco, IMAGES is the one folder holding its images")
-        items = coco_label_images(args.coco, args.images[0])
+        items: Iterable = coco_label_images(args.coco, args.images[0])  # or pairs of paths
     else:
         items = pair_label_images(args.images, args.labels)
     folds = build_dataset(items, args.out, args.cell_type, n_folds=args.folds)

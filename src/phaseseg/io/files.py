@@ -68,7 +68,7 @@ def _target(pattern: re.Pattern[str], name: str) -> str | None:
 
 
 def remove_stale_temporaries(
-    directory: str | os.PathLike,
+    directory: str | os.PathLike[str],
     before: float | None = None,
     targets: Collection[str] = (),
 ) -> list[Path]:
@@ -80,13 +80,14 @@ def remove_stale_temporaries(
     ``NAME`` is in ``targets`` (the files being written again: the name alone is too plain
     to remove others).
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return removed
     for entry in entries:
-        if is_temporary_name(entry.name) or _target(_UNMARKED, entry.name) in set(targets):
+        stands_for = _target(_UNMARKED, entry.name)  # an unmarked temporary's file, or None
+        if is_temporary_name(entry.name) or (stands_for is not None and stands_for in targets):
             if _remove_if_stale(Path(entry.path), before):
                 removed.append(Path(entry.path))
     return removed

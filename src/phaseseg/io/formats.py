@@ -326,7 +326,8 @@ def write_coco(
     """
     if segmentation not in ("rle", "polygon"):
         raise ValueError(f"segmentation must be 'rle' or 'polygon', got {segmentation!r}")
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for image_id, (file_name, labels) in enumerate(items, start=1):
         labels = check_labels(labels, file_name)
         h, w = labels.shape

@@ -42,7 +42,7 @@ import math
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -131,7 +131,7 @@ def frame_infos(path: str | os.PathLike) -> list[FrameInfo]:
         _QUIET.reset(token)
 
 
-def iter_frames(path: str | os.PathLike) -> Iterator[tuple[FrameInfo, np.ndarray]]:
+def iter_frames(path: str | os.PathLike) -> Generator[tuple[FrameInfo, np.ndarray], None, None]:
     """Yield ``(info, image)`` for every frame of an image file, reading one frame at a time.
 
     ``image`` is uint8 ``(H, W)`` (converted like :func:`phaseseg.io.read_image`).
@@ -429,7 +429,7 @@ def _parse_ome_xml(xml: str) -> list[_Meta]:
     return metas
 
 
-def _plane_time(planes: dict[tuple[int, int, int], float], increment: float | None):
+def _plane_time(planes: dict[tuple, float], increment: float | None):
     def time_h(sel: dict[str, int]) -> float | None:
         t = sel.get("T", 0)
         key = (t, sel.get("Z", 0), sel.get("C", 0))

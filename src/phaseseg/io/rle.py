@@ -9,6 +9,7 @@ shape ``(height, width)``; ``labels`` is an int32 ``(H, W)`` array, 0 = backgrou
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import numpy as np
 
@@ -215,7 +216,7 @@ def check_labels(labels: np.ndarray, source: object = "labels") -> np.ndarray:
     return labels
 
 
-def label_runs(labels: np.ndarray, order: str = "C") -> tuple[np.ndarray, ...]:
+def label_runs(labels: np.ndarray, order: Literal["C", "F"] = "C") -> tuple[np.ndarray, ...]:
     """Runs of every instance of a label image, in one vectorised pass.
 
     Parameters

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,7 @@ class UNet(nn.Module):
             x = F.interpolate(x, size=big, mode="bilinear", align_corners=False)
         out = self._forward(x)
         if scale != 1.0:
-            out["pixel"] = F.adaptive_avg_pool2d(out["pixel"], size)
+            out["pixel"] = F.adaptive_avg_pool2d(out["pixel"], (size[0], size[1]))
         return out
 
     def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -145,10 +146,14 @@ def widen(old_net: UNet, config: NetConfig) -> UNet:
     # (old module, new module, the levels whose channels it reads, concatenated in this order)
     pairs: list[tuple[nn.Module, nn.Module, list[int]]] = []
     for i in range(len(old_ch)):
-        for k, (old, new) in enumerate(zip(old_net.down[i], new_net.down[i], strict=True)):
+        for k, (old, new) in enumerate(
+            zip(old_net.down[i].children(), new_net.down[i].children(), strict=True)
+        ):
             pairs.append((old, new, [i - 1] if k == 0 else [i]))
     for j, i in enumerate(reversed(range(len(old_ch) - 1))):
-        for k, (old, new) in enumerate(zip(old_net.up[j], new_net.up[j], strict=True)):
+        for k, (old, new) in enumerate(
+            zip(old_net.up[j].children(), new_net.up[j].children(), strict=True)
+        ):
             pairs.append((old, new, [i + 1, i] if k == 0 else [i]))
     pairs.append((old_net.pixel_head, new_net.pixel_head, [0]))
     pairs.append((old_net.type_head, new_net.type_head, [len(old_ch) - 1]))
@@ -161,7 +166,7 @@ def widen(old_net: UNet, config: NetConfig) -> UNet:
 
 
 @torch.no_grad()
-def _copy_into(old: nn.Module, new: nn.Module, widths_old: list[int], widths_new: list[int]):
+def _copy_into(old: nn.Module, new: Any, widths_old: list[int], widths_new: list[int]):
     """Copy a layer's weights into the leading channels of its wider twin; zero the weights
     that read new input channels (``widths_*``: the widths of the concatenated inputs)."""
     if isinstance(old, (nn.Conv2d, nn.Linear)):

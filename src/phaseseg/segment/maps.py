@@ -126,7 +126,7 @@ def iter_maps(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     config = net.config
-    stride = int(config.stride)
+    stride = int(config.stride)  # type: ignore[arg-type]
     scale = float(getattr(config, "input_scale", 1.0))
     max_tile = max(stride, int(tile / scale))
     flips = FLIPS if tta else FLIPS[:1]
@@ -218,12 +218,12 @@ class _ImageMaps:
         y, x = self.tiles[t]
         i, j = self.ys.index(y), self.xs.index(x)
         weight = torch.from_numpy(np.outer(self.wy[i], self.wx[j])).to(probs.device)
-        probs = (probs * weight).cpu().numpy()
-        self.foreground[y : y + self.th, x : x + self.tw] += probs[0]
-        self.distance[y : y + self.th, x : x + self.tw] += probs[1]
+        blended = (probs * weight).cpu().numpy()
+        self.foreground[y : y + self.th, x : x + self.tw] += blended[0]
+        self.distance[y : y + self.th, x : x + self.tw] += blended[1]
 
     def result(self) -> Maps:
-        self.x = None  # the normalised image is no longer needed
+        self.x = None  # type: ignore[assignment]  # the normalised image is no longer needed
         type_probs = np.asarray(self.type_probs / len(self.tiles), dtype=np.float32)
         if self.whole:
             return Maps(self.probs[0], self.probs[1], type_probs)

@@ -88,7 +88,7 @@ class Segmenter:
     ):
         self.device = pick_device(device)
         self.precision = resolve_precision(check_precision(precision), self.device)
-        self.net = net.to(self.device).to(memory_format=torch.channels_last).eval()
+        self.net = net.to(self.device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
         self.postprocess = postprocess
         self.metadata = metadata or {}
 
@@ -187,7 +187,9 @@ class Segmenter:
         -------
         Segmentation, or a list of them for a list input
         """
-        options = dict(cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size)
+        options: dict = dict(
+            cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size
+        )
         if isinstance(images, (list, tuple)):
             return list(self.iter_segment_full(images, **options))
         return next(self.iter_segment_full([images], **options))
@@ -205,7 +207,9 @@ class Segmenter:
 
         Options as :meth:`segment_full`; thresholds apply to this call only.
         """
-        options = dict(cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size)
+        options: dict = dict(
+            cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size
+        )
         if isinstance(images, (list, tuple)):
             return [s.labels for s in self.iter_segment_full(images, **options)]
         return next(self.iter_segment_full([images], **options)).labels

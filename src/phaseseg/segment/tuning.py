@@ -139,12 +139,12 @@ def tune_postprocess(
                 if trial_score > score:
                     score, params = trial_score, trial
         # third stage: drop uncertain cells (low mean foreground probability)
-        labelled = [
+        with_fg = [
             (s.labels, maps_to_labels(m[0], m[1], **params.to_dict()), m[0]) for s, m in group
         ]
         for min_score in score_grid:
             trial_score = np.mean(
-                [image_score(t, remove_uncertain(p, fg, min_score)) for t, p, fg in labelled]
+                [image_score(t, remove_uncertain(p, fg, min_score)) for t, p, fg in with_fg]
             )
             if trial_score > score:
                 score, params = trial_score, replace(params, min_score=min_score)
@@ -166,7 +166,7 @@ def retune(model_path: str | Path, data_dir: str | Path, device: str | None = No
     if fold is None:
         raise io.PhasesegInputError(f"{model_path}: trained without a validation fold")
     dev = pick_device(device)
-    net = build_model(payload["net"]).to(dev).to(memory_format=torch.channels_last)
+    net = build_model(payload["net"]).to(dev).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     net.load_state_dict(payload["state_dict"])
     df = io.read_train_csv(Path(data_dir) / "train.csv")
     folds = read_folds(Path(data_dir), df)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from phaseseg import io
 from phaseseg.nn.checkpoint import load_model_file, save_model
-from phaseseg.nn.model import NetConfig, build_model, can_widen, widen
+from phaseseg.nn.model import NetConfig, UNet, build_model, can_widen, widen
 from phaseseg.progress import tqdm
 from phaseseg.segment.postprocess import PostprocessParams
 from phaseseg.segment.segmenter import BUNDLED_MODEL, pick_device
@@ -313,7 +313,7 @@ def load_data(
 
 def build_network(
     cfg: TrainConfig, init: InitModel | None, grow: bool, device: torch.device
-) -> torch.nn.Module:
+) -> UNet:
     """The network of the resolved ``cfg``: new, or the init model's weights (grown to
     ``cfg.net`` when ``grow``), on ``device``, channels-last."""
     if init is None:
@@ -323,7 +323,7 @@ def build_network(
         net.load_state_dict(init.payload["state_dict"])
         if grow:
             net = widen(net, NetConfig.from_dict(cfg.net))
-    return net.to(device).to(memory_format=torch.channels_last)
+    return net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def config_path(out: str | Path) -> Path:
@@ -523,7 +523,7 @@ def _finish(run: _Run, val: _Validation, metadata: dict[str, Any]) -> dict[str, 
 
 def _metadata(
     cfg: TrainConfig,
-    net: torch.nn.Module,
+    net: UNet,
     cell_types: list[str],
     data: TrainingData,
     data_dir: Path,

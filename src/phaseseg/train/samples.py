@@ -134,7 +134,7 @@ def _load_one(job: tuple[Path, str, pd.DataFrame, bool, tuple[str, ...]]) -> Sam
 
 def random_crop(
     sample: Sample, size: int, rng: np.random.Generator, foreground_bias: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cut an augmented ``size`` x ``size`` crop of one sample.
 
     With probability ``foreground_bias`` the crop is centred near a random cell pixel (sparse
@@ -171,8 +171,8 @@ def random_crop(
             find_boundaries(sample.labels[sl], mode="thick").astype(np.float32),
         ]
     )
-    k = int(rng.integers(4))
-    image, maps = np.rot90(image, k), np.rot90(maps, k, axes=(1, 2))
+    turns = int(rng.integers(4))
+    image, maps = np.rot90(image, turns), np.rot90(maps, turns, axes=(1, 2))
     if rng.random() < 0.5:
         image, maps = image[:, ::-1], maps[:, :, ::-1]
     gain = float(np.exp(rng.normal(0, 0.15)))
