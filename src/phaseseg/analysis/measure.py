@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from phaseseg.analysis.timecourse import (
     timecourse,
 )
 from phaseseg.io.formats import LABEL_SUFFIXES, read_labels, write_labels
+from phaseseg.io.rois import write_rois
 from phaseseg.progress import tqdm
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ __all__ = [
     "compile_time_pattern",
     "describe_columns",
     "find_label_files",
+    "frame_time",
     "measure_cells",
     "measure_images",
     "parse_time",
@@ -81,6 +84,7 @@ class MeasureSummary:
     warnings: list[str] = field(default_factory=list)  # shown in the report
     seconds: float = 0.0  # wall time of the per-image loop
     outputs: dict[str, Path] = field(default_factory=dict)  # name -> file or folder
+    pixel_size_source: str = ""  # where the pixel size came from, for the user
 
 
 def find_label_files(inputs: Iterable[str | os.PathLike]) -> dict[str, Path]:
@@ -137,6 +141,7 @@ def measure_images(
     cell_type: str | None = None,
     n_report_overlays: int = 12,
     min_score: float | None = None,
+    rois_dir: str | os.PathLike | None = None,
 ) -> MeasureSummary:
     """Segment (or read labels for) images, measure every cell and write the outputs.
 
@@ -154,7 +159,8 @@ def measure_images(
         Label images (folders and/or files) matched to images by file stem; used instead of
         the model.
     pixel_size : float, optional
-        Microns per pixel (adds µm columns; density per mm²).
+        Microns per pixel (adds µm columns; density per mm²). Default: each image's pixel size
+        from its metadata (:mod:`phaseseg.io.microscopy`), when every image has one.
     time_pattern : str, optional
         Regex for :func:`compile_time_pattern`; default: LIVECell file names.
     tta : bool
@@ -167,6 +173,12 @@ def measure_images(
         Overlays shown in the report (spread over time, or over the input order).
     min_score : float in [0, 1], optional
         Overrides the model's tuned ``min_score`` for this run (0 keeps uncertain cells).
+    rois_dir : path, optional
+        Receives one Fiji ROI set per image, ``<image_id>.zip`` (:mod:`phaseseg.io.rois`).
+
+    A file holding several frames (multi-page TIFF, time-lapse) is measured frame by frame:
+    one image per frame, with the id ``<id>_t003`` and the frame's time from the metadata
+    (:func:`frame_time`).
 
     Returns
     -------
@@ -187,22 +199,27 @@ def measure_images(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise io.PhasesegInputError(f"{out}: exists and is not a folder")
-    times = [parse_time(p, pattern) for p in paths]
+    frames, unreadable = _list_frames(paths)
+    sizes, size_note = _pixel_sizes(frames, pixel_size)
+    if pixel_size is None and sizes and sizes[0] is not None:  # every image's metadata has one
+        pixel_size = sizes[0]  # for the choice of columns and units; per image: sizes[i]
+    times = [frame_time(f, pattern) for f in frames]
     timed = [i for i, t in enumerate(times) if t is not None]
-    if pattern is not None and len(timed) < len(paths):
-        missed = [p.name for p, t in zip(paths, times, strict=True) if t is None]
+    if pattern is not None and len(timed) < len(frames):
+        missed = [f.image_id for f, t in zip(frames, times, strict=True) if t is None]
         log.warning(
-            "--time-from matched no time in %d of %d file names (e.g. %s)",
+            "--time-from matched no time in %d of %d image ids (e.g. %s)",
             len(missed),
-            len(paths),
+            len(frames),
             missed[0],
         )
     order = sorted(timed, key=lambda i: (times[i].well, times[i].elapsed_h)) if timed else []
-    order += [i for i in range(len(paths)) if times[i] is None]
+    order += [i for i in range(len(frames)) if times[i] is None]
     rank = {idx: r for r, idx in enumerate(order)}  # report order: by well and time
     shown = {order[j] for j in _pick(len(order), n_report_overlays)}
 
-    summary = MeasureSummary(n_timed=len(timed))
+    summary = MeasureSummary(n_timed=len(timed), pixel_size_source=size_note)
+    summary.failed.extend(unreadable)
     rows: list[dict[str, object]] = []
     dist: dict[str, list[np.ndarray]] = {"area": [], "neurite": [], "hours": []}
     thumbs: dict[int, tuple[np.ndarray, str]] = {}
@@ -212,12 +229,12 @@ def measure_images(
     cells_csv = out / "cells.csv"
     with io.atomic_path(cells_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         header = True
-        for i, path in enumerate(tqdm(paths, desc="measure", unit="img")):
-            image_id = path.stem
+        reader = _read_frames(frames, summary)
+        for i, info, image in tqdm(reader, total=len(frames), desc="measure", unit="img"):
+            path, image_id = info.path, info.image_id
             try:
-                image = io.read_image(path)
                 lab, used_type = _labels_for(
-                    image, path, model, label_files, tta, cell_type, min_score
+                    image, path, model, label_files, tta, cell_type, min_score, image_id
                 )
             except io.PhasesegInputError as e:
                 log.error("skipped: %s", e)
@@ -226,11 +243,15 @@ def measure_images(
             write_labels(out / "labels" / f"{image_id}.tif", lab)
             rgb = overlay(image, lab)
             write_png(out / "overlays" / f"{image_id}.png", rgb)
-            cells = measure_cells(lab, image, image_id, pixel_size)
+            if rois_dir is not None:
+                write_rois(Path(rois_dir) / f"{image_id}.zip", lab)
+            cells = measure_cells(lab, image, image_id, sizes[i])
             cells.to_csv(fh, header=header, index=False, float_format="%.6g")
             header = False
-            row = summarize_image(lab, image_id, cells, pixel_size)
+            row = summarize_image(lab, image_id, cells, sizes[i])
             row["file"] = str(path)
+            if sizes[i] is not None:
+                row["pixel_size_um"] = sizes[i]
             if used_type is not None:
                 row["cell_type"] = used_type
             if times[i] is not None:
@@ -257,6 +278,8 @@ def measure_images(
             fh.write(",".join(cols) + "\n")
     summary.seconds = time.perf_counter() - start
     summary.outputs.update(cells=cells_csv, labels=out / "labels", overlays=out / "overlays")
+    if rois_dir is not None:
+        summary.outputs["Fiji ROI sets"] = Path(rois_dir)
 
     images = _images_frame(rows, pixel_size)
     if cell_type is None and "cell_type" in images.columns and images["cell_type"].nunique() > 1:
@@ -297,19 +320,101 @@ def _labels_for(
     tta: bool,
     cell_type: str | None,
     min_score: float | None = None,
+    image_id: str | None = None,
 ) -> tuple[np.ndarray, str | None]:
-    """Labels of one image (from the model or a label file) and the predicted cell type."""
+    """Labels of one image (from the model or a label file named by ``image_id``, default
+    the file's id) and the predicted cell type."""
     if label_files is None:
         result = model.segment_full(image, tta=tta, cell_type=cell_type, min_score=min_score)
         return result.labels, result.cell_type
-    if path.stem not in label_files:
-        raise io.PhasesegInputError(f"{path}: no label image named {path.stem}.tif/.png")
-    lab = read_labels(label_files[path.stem])
+    key = image_id if image_id is not None else io.image_id(path)
+    if key not in label_files:
+        raise io.PhasesegInputError(f"{path}: no label image named {key}.tif/.png")
+    lab = read_labels(label_files[key])
     if lab.shape != image.shape:
         raise io.PhasesegInputError(
-            f"{label_files[path.stem]}: labels {lab.shape} do not fit image {path} {image.shape}"
+            f"{label_files[key]}: labels {lab.shape} do not fit image {key} {image.shape}"
         )
     return lab, None
+
+
+def _list_frames(paths: list[Path]) -> tuple[list[io.FrameInfo], list[str]]:
+    """Every frame of every file (from the headers), and one line per unreadable file."""
+    frames: list[io.FrameInfo] = []
+    failed: list[str] = []
+    for path in paths:
+        try:
+            frames.extend(io.frame_infos(path))
+        except io.PhasesegInputError as e:
+            log.error("skipped: %s", e)
+            failed.append(str(e))
+    seen: dict[str, Path] = {}
+    for f in frames:
+        if f.image_id in seen and seen[f.image_id] != f.path:
+            raise io.PhasesegInputError(
+                f"{f.path}: frame id {f.image_id!r} is also the id of {seen[f.image_id]}"
+            )
+        seen[f.image_id] = f.path
+    return frames, failed
+
+
+def _read_frames(frames: list[io.FrameInfo], summary: MeasureSummary):
+    """Yield ``(i, info, image)`` for ``frames`` (grouped by file, in order), reading each
+    file once; a file that fails part-way is reported and its other frames skipped."""
+    i = 0
+    while i < len(frames):
+        path = frames[i].path
+        end = i
+        while end < len(frames) and frames[end].path == path:
+            end += 1
+        try:
+            for k, (_, image) in zip(range(i, end), io.iter_frames(path), strict=False):
+                yield k, frames[k], image
+        except io.PhasesegInputError as e:
+            log.error("skipped: %s", e)
+            summary.failed.append(str(e))
+        i = end
+
+
+def _pixel_sizes(
+    frames: list[io.FrameInfo], pixel_size: float | None
+) -> tuple[list[float | None], str]:
+    """The pixel size of every frame (``--pixel-size``, else the metadata's when every frame
+    has one) and a line saying where it came from."""
+    if pixel_size is not None:
+        return [pixel_size] * len(frames), f"pixel size {pixel_size:g} µm (--pixel-size)"
+    known = {f.pixel_size for f in frames if f.pixel_size is not None}
+    n_known = sum(f.pixel_size is not None for f in frames)
+    if not known:
+        return [None] * len(frames), ""
+    if n_known < len(frames):
+        missing = next(f for f in frames if f.pixel_size is None)
+        message = (
+            f"pixel size in the metadata of {n_known} of {len(frames)} images but not of "
+            f"{missing.path}; no µm columns (give --pixel-size)"
+        )
+        log.warning(message)
+        return [None] * len(frames), message
+    values = ", ".join(f"{v:.4g}" for v in sorted(known)[:3]) + (", ..." if len(known) > 3 else "")
+    return [f.pixel_size for f in frames], f"pixel size {values} µm (from the images' metadata)"
+
+
+def frame_time(info: io.FrameInfo, pattern: re.Pattern[str] | None = None) -> TimePoint | None:
+    """Well and time of an image or of one frame of a stack.
+
+    1. The image id matched by ``pattern`` (:func:`parse_time`; default: LIVECell names), so
+       ``--time-from '_t(?P<hours>\\d+)'`` reads a frame index as hours;
+    2. else, for a frame of a stack, its time in the file's metadata (OME ``DeltaT``,
+       ImageJ ``finterval``), added to the time in the file's name if it has one; the well is
+       the name's, else the file's id.
+    """
+    tp = parse_time(info.image_id + info.path.suffix, pattern)
+    if tp is not None or not info.in_stack or info.time_h is None:
+        return tp
+    file_id = io.image_id(info.path)
+    start = parse_time(file_id + info.path.suffix, pattern)
+    well = start.well if start is not None and start.well != "all" else file_id
+    return TimePoint(well, (start.elapsed_h if start is not None else 0.0) + info.time_h)
 
 
 def _images_frame(rows: list[dict[str, object]], pixel_size: float | None) -> pd.DataFrame:

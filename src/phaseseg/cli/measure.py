@@ -36,6 +36,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             tta=args.tta,
             cell_type=args.cell_type,
             min_score=args.min_score,
+            rois_dir=args.rois_dir,
         )
     for line in summary.failed:
         print(f"phaseseg measure: skipped {line}", file=sys.stderr)
@@ -44,6 +45,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         f"{summary.n_images} images, {summary.n_cells} cells "
         f"({per_image:.2f} s per image); {summary.n_timed} with a time point"
     )
+    if summary.pixel_size_source:
+        print(summary.pixel_size_source)
     for what, where in summary.outputs.items():
         print(f"{what}: {where}")
     return 1 if summary.failed else 0
@@ -69,7 +72,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "used instead of running the model",
     )
     p.add_argument(
-        "--pixel-size", type=float, metavar="UM", help="microns per pixel (adds µm columns)"
+        "--pixel-size",
+        type=float,
+        metavar="UM",
+        help="microns per pixel (adds µm columns; default: from the images' metadata, "
+        "e.g. OME-TIFF, ImageJ TIFF, CZI, ND2)",
+    )
+    p.add_argument(
+        "--rois-dir",
+        metavar="DIR",
+        help="also write one Fiji/ImageJ ROI set (DIR/<id>.zip, a polygon per cell) per image",
     )
     p.add_argument(
         "--time-from",

@@ -16,9 +16,9 @@ from phaseseg.io import PhasesegInputError
 def _cmd_predict(args: argparse.Namespace) -> int:
     from phaseseg.segment.predict import predict_images
 
-    if not (args.submission or args.labels_dir or args.overlays_dir):
+    if not (args.submission or args.labels_dir or args.overlays_dir or args.rois_dir):
         raise PhasesegInputError(
-            "nothing to write: give --submission, --labels-dir or --overlays-dir"
+            "nothing to write: give --submission, --labels-dir, --overlays-dir or --rois-dir"
         )
     model = load_model_from_args(args)
     if args.cell_type is not None and args.cell_type not in model.postprocess:
@@ -30,6 +30,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         submission=args.submission,
         labels_dir=args.labels_dir,
         overlays_dir=args.overlays_dir,
+        rois_dir=args.rois_dir,
         tta=args.tta,
         cell_type=args.cell_type,
         min_score=args.min_score,
@@ -41,6 +42,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         ("submission", args.submission),
         ("labels", args.labels_dir),
         ("overlays", args.overlays_dir),
+        ("Fiji ROI sets", args.rois_dir),
     ):
         if where:
             print(f"{what}: {where}")
@@ -54,6 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--submission", metavar="CSV", help="write a competition submission.csv")
     p.add_argument("--labels-dir", metavar="DIR", help="write one label TIFF per image")
     p.add_argument("--overlays-dir", metavar="DIR", help="write one outline overlay PNG per image")
+    p.add_argument(
+        "--rois-dir",
+        metavar="DIR",
+        help="write one Fiji/ImageJ ROI set (DIR/<id>.zip, a polygon per cell) per image",
+    )
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
     p.add_argument(
         "--cell-type",

@@ -13,7 +13,7 @@ log = logging.getLogger("phaseseg")
 
 def _cmd_validate_submission(args: argparse.Namespace) -> int:
 
-    from phaseseg.io import IMAGE_SUFFIXES, find_images, image_shape
+    from phaseseg.io import IMAGE_SUFFIXES, find_images, frame_infos
     from phaseseg.io.submission import check_submission
 
     image_ids = shapes = None
@@ -25,11 +25,14 @@ def _cmd_validate_submission(args: argparse.Namespace) -> int:
         if not files:
             raise PhasesegInputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
         shapes = {}
-        for f in files:
-            if f.stem in shapes:
-                log.warning("%s: image id %s seen twice; keeping the first file", f, f.stem)
-            else:
-                shapes[f.stem] = image_shape(f)
+        for f in files:  # ids as predict gives them: x.ome.tif -> x, frames of a stack x_t003
+            for frame in frame_infos(f):
+                if frame.image_id in shapes:
+                    log.warning(
+                        "%s: image id %s seen twice; keeping the first file", f, frame.image_id
+                    )
+                else:
+                    shapes[frame.image_id] = frame.shape
         image_ids = list(shapes)
     check = check_submission(args.submission, image_ids=image_ids, shapes=shapes)
     for problem in check.problems:

@@ -71,7 +71,8 @@ _LENGTH_UM = {
 _TIME_H = {
     "h": 1.0, "hr": 1.0, "hour": 1.0, "hours": 1.0, "min": 1 / 60, "minute": 1 / 60,
     "minutes": 1 / 60, "s": 1 / 3600, "sec": 1 / 3600, "second": 1 / 3600, "seconds": 1 / 3600,
-    "ms": 1 / 3.6e6, "µs": 1 / 3.6e9, "us": 1 / 3.6e9, "d": 24.0, "day": 24.0, "days": 24.0,
+    "ms": 1 / 3.6e6, "millisecond": 1 / 3.6e6, "µs": 1 / 3.6e9, "us": 1 / 3.6e9,
+    "microsecond": 1 / 3.6e9, "d": 24.0, "day": 24.0, "days": 24.0,
 }  # fmt: skip
 _PHASE_CHANNEL = re.compile(r"phase|\bph\d?\b|bright|trans|\bdic\b|\bbf\b", re.IGNORECASE)
 _QUIET = contextvars.ContextVar("phaseseg_microscopy_quiet", default=False)
@@ -265,12 +266,16 @@ def _open(path: Path) -> _Source:
 def _open_pil(path: Path) -> _Source:
     from PIL import Image
 
-    with Image.open(path) as im:
-        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-            im = im.convert("RGBA" if im.mode == "PA" else "RGB")
-        img = np.asarray(im)
-    axes = "YXS"[: img.ndim] if img.ndim in (2, 3) else "Q" * (img.ndim - 2) + "YX"
-    return _Source(path, [_Series(axes, img.shape, lambda sel: img)], None)
+    with Image.open(path) as im:  # the header only; pixels are decoded by read()
+        shape = (im.height, im.width)
+
+    def read(sel: dict[str, int]) -> np.ndarray:
+        with Image.open(path) as im:
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGBA" if im.mode == "PA" else "RGB")
+            return np.asarray(im)
+
+    return _Source(path, [_Series("YX", shape, read)], None)
 
 
 def _samples_last(plane: np.ndarray, axes: str) -> np.ndarray:
@@ -545,6 +550,8 @@ def _bioio_meta(img, scene_index: int, path: Path) -> _Meta:
             if hours is not None:
                 planes[(p.the_t, p.the_z, p.the_c)] = hours
         increment = _to_hours(pixels.time_increment, unit(pixels.time_increment_unit))
+        if not planes and increment is None:  # OME-Zarr: the time axis' scale and unit
+            increment = _ngff_time_interval(img)
         return _Meta(ps, names, _plane_time(planes, increment))
     try:
         sizes = img.physical_pixel_sizes  # µm by bioio's convention
@@ -552,3 +559,16 @@ def _bioio_meta(img, scene_index: int, path: Path) -> _Meta:
     except Exception:  # noqa: BLE001 - optional metadata
         ps = None
     return _Meta(ps, names)
+
+
+def _ngff_time_interval(img) -> float | None:
+    """Hours between time points of an OME-Zarr image: bioio's ``time_interval`` in the unit
+    of the NGFF time axis (None without one)."""
+    try:
+        attrs = getattr(img.metadata, "attributes", img.metadata)
+        attrs = attrs.get("ome", attrs)
+        axes = attrs["multiscales"][0]["axes"]
+        unit = next(a.get("unit") for a in axes if isinstance(a, dict) and a.get("type") == "time")
+        return _to_hours(img.time_interval, unit) if unit else None
+    except Exception:  # noqa: BLE001 - optional metadata, absent in other formats
+        return None

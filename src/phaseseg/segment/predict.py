@@ -18,6 +18,7 @@ import numpy as np
 from phaseseg import io
 from phaseseg.analysis.overlays import overlay, write_png
 from phaseseg.io.formats import write_labels
+from phaseseg.io.rois import write_rois
 from phaseseg.io.submission import write_submission
 from phaseseg.progress import tqdm
 from phaseseg.segment.segmenter import Segmenter
@@ -45,13 +46,17 @@ def iter_segmentations(
     cell_type: str | None = None,
     min_score: float | None = None,
     batch_size: int | None = None,
+    rois_dir: Path | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Segment images, yielding ``(image_id, labels)`` in order; write per-image outputs.
 
     Images are read lazily and run through :meth:`Segmenter.iter_segment_full` (batched
     forward passes; only the images of the current batch are held). ``cell_type`` fixes the
     thresholds' cell type (default: predicted per image); ``min_score`` overrides the tuned
-    one for this run; ``batch_size``: network inputs per forward pass.
+    one for this run; ``batch_size``: network inputs per forward pass. A file holding several
+    frames (a multi-page TIFF, a time-lapse) gives one image per frame, with the frame's id
+    (:mod:`phaseseg.io.microscopy`: ``x_t003``). ``rois_dir`` receives one Fiji ROI set
+    (``<image_id>.zip``) per image.
     """
     summary = summary if summary is not None else PredictSummary()
     read: deque[tuple[str, np.ndarray]] = deque()  # images handed to the model, in order
@@ -59,13 +64,12 @@ def iter_segmentations(
     def images() -> Iterator[np.ndarray]:
         for path in tqdm(paths, desc="predict", unit="img"):
             try:
-                image = io.read_image(path)
+                for info, image in io.iter_frames(path):
+                    read.append((info.image_id, image))
+                    yield image
             except io.PhasesegInputError as e:
                 log.debug("skipped: %s", e)  # reported by the caller, from summary.failed
                 summary.failed.append(str(e))
-                continue
-            read.append((path.stem, image))
-            yield image
 
     results = model.iter_segment_full(
         images(), cell_type=cell_type, min_score=min_score, tta=tta, batch_size=batch_size
@@ -80,6 +84,8 @@ def iter_segmentations(
             write_labels(Path(labels_dir) / f"{image_id}.tif", result.labels)
         if overlays_dir is not None:
             write_png(Path(overlays_dir) / f"{image_id}.png", overlay(image, result.labels))
+        if rois_dir is not None:
+            write_rois(Path(rois_dir) / f"{image_id}.zip", result.labels)
         yield image_id, result.labels
 
 
@@ -93,12 +99,14 @@ def predict_images(
     cell_type: str | None = None,
     min_score: float | None = None,
     batch_size: int | None = None,
+    rois_dir: str | os.PathLike | None = None,
 ) -> PredictSummary:
     """Segment image files/folders and write the requested outputs.
 
-    Image ids (submission rows, output file names) are the image file names without suffix;
-    two inputs with the same id are refused up front. ``cell_type``, ``min_score``,
-    ``batch_size``: as :func:`iter_segmentations`.
+    Image ids (submission rows, output file names) are the image file names without suffix
+    (:func:`phaseseg.io.image_id`; frames of a stack: ``<id>_t003``); two inputs with the same
+    id are refused up front. ``cell_type``, ``min_score``, ``batch_size``, ``rois_dir``: as
+    :func:`iter_segmentations`.
     """
     paths = io.find_image_set(inputs)
     summary = PredictSummary()
@@ -112,6 +120,7 @@ def predict_images(
         cell_type=cell_type,
         min_score=min_score,
         batch_size=batch_size,
+        rois_dir=Path(rois_dir) if rois_dir else None,
     )
     items = _reported(items, summary, submission)
     if submission is not None:
