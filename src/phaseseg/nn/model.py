@@ -90,7 +90,7 @@ class UNet(nn.Module):
             x = F.interpolate(x, size=big, mode="bilinear", align_corners=False)
         out = self._forward(x)
         if scale != 1.0:
-            out["pixel"] = F.adaptive_avg_pool2d(out["pixel"], (size[0], size[1]))
+            out["pixel"] = _area_average(out["pixel"], (size[0], size[1]))
         return out
 
     def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -105,6 +105,17 @@ class UNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return {"pixel": self.pixel_head(x), "cell_type": cell_type}
+
+
+def _area_average(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, C, h, w)`` -> ``(B, C, *size)`` by area averaging (adaptive average pooling).
+
+    Apple's MPS backend pools only when the sizes divide evenly; otherwise the (small,
+    two-channel) map is pooled on the CPU.
+    """
+    if x.device.type == "mps" and any(a % b for a, b in zip(x.shape[-2:], size, strict=True)):
+        return F.adaptive_avg_pool2d(x.cpu(), size).to(x.device)
+    return F.adaptive_avg_pool2d(x, size)
 
 
 def build_model(config: NetConfig | dict | None = None) -> UNet:

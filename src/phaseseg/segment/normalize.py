@@ -14,8 +14,6 @@ unit standard deviation, the standard deviation floored at one grey level.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from phaseseg.io.errors import PhasesegInputError
@@ -66,17 +64,3 @@ def normalize_image(image: np.ndarray) -> np.ndarray:
     """
     img = to_8bit_scale(image)
     return (img - img.mean()) / max(float(img.std()), 1.0)
-
-
-def image_stats(image: np.ndarray) -> tuple[float, float]:
-    """Mean and std of a uint8 image from its histogram (no float copy of the image).
-
-    Kept for callers that normalise an image in parts; inference normalises whole images
-    with :func:`normalize_image`.
-    """
-    counts = np.bincount(image.ravel(), minlength=256).astype(np.float64)
-    values = np.arange(counts.size, dtype=np.float64)
-    n = counts.sum()
-    mean = float(counts @ values / n)
-    var = float(counts @ (values - mean) ** 2 / n)
-    return mean, math.sqrt(var)

@@ -5,6 +5,11 @@ predicted normalised distance to the border is high (above ``seed_thresh``), or,
 ``seed_h > 0``, a regional maximum of the distance at least ``seed_h`` high (h-maxima, above
 ``seed_thresh``), which splits touching cells whose distances do not dip below a threshold.
 Thresholds are tuned per cell type on validation data and stored in the model file.
+
+Cost grows linearly with the image size: the h-maxima and the watershed act on each connected
+region on its own (regions do not interact), so on images larger than :data:`BLOCK` px they
+run block by block, each block holding the whole regions that start in it, with the same
+result as on the whole image; the other steps are single passes (labelling, ``bincount``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
+
+#: Images with a side longer than this are post-processed in blocks of about this size.
+BLOCK = 1024
+_EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as the h-maxima's reconstruction
 
 
 @dataclass
@@ -81,20 +90,73 @@ def maps_to_labels(
     # foreground components that hold no seed become cells of their own
     components, n_comp = ndi.label(mask)
     seeded = np.zeros(n_comp + 1, dtype=bool)
-    seeded[np.unique(components[seeds > 0])] = True
+    seeded[components[seeds > 0]] = True
     orphan = ~seeded[components] & mask
     seeds[orphan] = components[orphan] + n_seeds
-    labels = watershed(-distance, seeds, mask=mask)
+    labels = np.zeros(mask.shape, seeds.dtype)
+    for box, inside in _blocks(components, n_comp):
+        labels[box] += watershed(-distance[box], np.where(inside, seeds[box], 0), mask=inside)
     labels = remove_uncertain(remove_small(labels, min_size), foreground, min_score)
-    labels, _, _ = relabel_sequential(labels)
-    return labels.astype(np.int32, copy=False)
+    return relabel(labels)
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """int32 labels renumbered 1..N in the order of their values (0 stays background), as
+    :func:`skimage.segmentation.relabel_sequential` does, in linear time."""
+    keep = np.bincount(labels.ravel()) > 0
+    keep[0] = False
+    lut = np.cumsum(keep, dtype=np.int32)
+    lut[0] = 0
+    return lut[labels]
+
+
+def _blocks(
+    regions: np.ndarray, n: int, block: int = BLOCK
+) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+    """Cut an image into blocks of whole regions (``regions``: int labels 1..n, 0 elsewhere).
+
+    Each region belongs to the block of ``block`` x ``block`` px where its bounding box starts;
+    a block's box spans the bounding boxes of its regions. Returns ``(box, inside)`` pairs,
+    ``inside`` bool: the pixels of the box's own regions. An image up to ``block`` px on a side
+    is one block: the whole image.
+    """
+    if max(regions.shape) <= block:
+        return [((slice(None), slice(None)), regions > 0)]
+    groups: dict[tuple[int, int], list[int]] = {}
+    boxes = ndi.find_objects(regions, max_label=n)
+    for i, (ys, xs) in enumerate(boxes, start=1):
+        groups.setdefault((ys.start // block, xs.start // block), []).append(i)
+    out = []
+    for ids in groups.values():
+        y0 = min(boxes[i - 1][0].start for i in ids)
+        y1 = max(boxes[i - 1][0].stop for i in ids)
+        x0 = min(boxes[i - 1][1].start for i in ids)
+        x1 = max(boxes[i - 1][1].stop for i in ids)
+        box = (slice(y0, y1), slice(x0, x1))
+        own = np.zeros(n + 1, dtype=bool)
+        own[ids] = True
+        out.append((box, own[regions[box]]))
+    return out
 
 
 def distance_maxima(distance: np.ndarray, seed_h: float) -> np.ndarray:
     """(H, W) bool: the regional maxima of ``distance`` (float (H, W) in [0, 1]) at least
-    ``seed_h`` high (:func:`skimage.morphology.h_maxima` on the map scaled to 0-255)."""
+    ``seed_h`` high (:func:`skimage.morphology.h_maxima` on the map scaled to 0-255).
+
+    A maximum of height ``h >= 1`` depends only on the 8-connected region of non-zero values
+    around it, so large maps are processed in blocks of whole regions (same result).
+    """
     dist8 = np.clip(distance * 255, 0, 255).astype(np.uint8)
-    return h_maxima(dist8, max(1, round(seed_h * 255))) > 0
+    h = max(1, round(seed_h * 255))
+    if max(dist8.shape) <= BLOCK:
+        return h_maxima(dist8, h) > 0
+    regions, n = ndi.label(dist8 > 0, structure=_EIGHT)
+    out = np.zeros(dist8.shape, dtype=bool)
+    for box, inside in _blocks(regions, n):
+        # a zero border, as around every region of the whole map
+        crop = np.pad(np.where(inside, dist8[box], 0), 1)
+        out[box] |= h_maxima(crop, h)[1:-1, 1:-1] > 0
+    return out
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
