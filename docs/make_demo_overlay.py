@@ -30,8 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     image = read_image(SAMPLE)
     model = load_model(args.model)
-    model.set_min_score(0.0)
-    labels = model.segment_full(image, cell_type="shsy5y").labels
+    labels = model.segment(image, cell_type="shsy5y", min_score=0.0)
     crop, cells = image[REGION], labels[REGION]
     crop, cells = (np.kron(a, np.ones((ZOOM, ZOOM), dtype=a.dtype)) for a in (crop, cells))
     left = np.repeat(crop[..., None], 3, axis=2)
