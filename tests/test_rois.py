@@ -7,9 +7,14 @@ so the polygon is shifted by half a pixel: ``polygon2mask(shape, yx - 0.5)``.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import roifile
+import tifffile
 from scipy import ndimage as ndi
 from skimage.draw import polygon2mask
 from skimage.measure import find_contours
@@ -170,3 +175,54 @@ def test_roi_sets_of_real_predicted_labels(shared_data, tmp_path):
     ]
     assert len(exact) >= 0.9 * len(ious)
     assert all(ious[label] == 1.0 for label in exact)
+
+
+IMAGEJ_JAR = Path("/usr/share/java/ij.jar")  # Debian's `imagej` package
+FILL_MACRO = """
+args = split(getArgument(), ",");
+setBatchMode(true);
+newImage("filled", "16-bit black", parseInt(args[2]), parseInt(args[3]), 1);
+roiManager("Open", args[0]);
+for (i = 0; i < roiManager("count"); i++) {
+  roiManager("select", i);
+  setColor(parseInt(Roi.getName));
+  fill();
+}
+run("Select None");
+saveAs("Tiff", args[1]);
+"""
+
+
+@pytest.mark.skipif(
+    not IMAGEJ_JAR.is_file() or shutil.which("xvfb-run") is None,
+    reason="ImageJ not installed (apt-get install imagej xvfb)",
+)
+def test_imagej_roi_manager_fills_exactly_the_cells(tmp_path):
+    """The real ImageJ opens the set in its ROI Manager; each ROI, filled with its name's
+    value, gives back its cell (holes filled)."""
+    shapes = [*_shapes().values(), _ring()]
+    labels = np.zeros((48, 96), np.int32)
+    for k, mask in enumerate(shapes):
+        r, c = divmod(k, 4)
+        labels[r * 24 : r * 24 + 24, c * 24 : c * 24 + 24][mask] = k + 1
+    write_rois(tmp_path / "cells.zip", labels)
+    (tmp_path / "fill.ijm").write_text(FILL_MACRO)
+    args = f"{tmp_path / 'cells.zip'},{tmp_path / 'filled.tif'},96,48"
+    subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            "java",
+            "-jar",
+            str(IMAGEJ_JAR),
+            "-batch",
+            str(tmp_path / "fill.ijm"),
+            args,
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    filled = tifffile.imread(tmp_path / "filled.tif").astype(np.int32)
+    for label in range(1, labels.max() + 1):
+        np.testing.assert_array_equal(filled == label, ndi.binary_fill_holes(labels == label))
