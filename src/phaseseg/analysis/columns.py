@@ -76,7 +76,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
             "image_id",
             "-",
             "image file name without suffix; a frame of a stack: with `_t003` (time point 3, "
-            "0-based), `_z002`, `_s1` (plane, position)",
+            "0-based), `_z002`, `_s001` (plane, position)",
         ),
         Column("file", "-", "the image file as given"),
         Column("height_px", "px", "image height"),

@@ -20,7 +20,7 @@ Every axis other than Y, X, channels (C) and colour samples (S) is iterated: tim
 page axis of a plain multi-page TIFF, which is taken as time), depth (Z) and positions / scenes
 (S in the id). A single image keeps its file id (:func:`image_id`: the file name without
 ``.tif``, ``.ome.tif``, ``.zarr``...); frames of a stack get a suffix per iterated axis, 0-based
-and zero-padded to at least three digits: ``x_t000``, ``x_t001``, ... (``x_s1_t003_z002`` for
+and zero-padded to at least three digits: ``x_t000``, ``x_t001``, ... (``x_s001_t003_z002`` for
 position 1, time point 3, plane 2). Of several channels, the one whose name contains "phase"
 (or "PH", "bright", "trans", "DIC") is segmented, else the first, with a warning.
 
@@ -187,7 +187,7 @@ class _Source:
             for combo in product(*(range(size[a]) for a in stacked)):
                 index = dict(zip(stacked, combo, strict=True))
                 sel = dict(index) | ({"C": channel} if "C" in size else {})
-                public = ({"S": s} if len(series) > 1 else {}) | index
+                public = ({"scene": s} if len(series) > 1 else {}) | index
                 parts = [
                     f"{_ID_LETTER.get(a, a.lower())}{i:0{max(3, len(str(n - 1)))}d}"
                     for a, i, n in (
