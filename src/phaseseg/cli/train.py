@@ -15,6 +15,7 @@ _TRAIN_FLAGS = (
     "init",
     "tune",
     "input_scale",
+    "precision",
 )
 
 
@@ -39,6 +40,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["val_fold"] = None if args.val_fold == "none" else args.val_fold
     cfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
     out = Path(args.out)
+    from phaseseg.nn.device import pick_device, use_all_cores
+
+    if pick_device(args.device).type == "cpu":
+        use_all_cores()
     result = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
     print(f"model written to {out} (configuration: {result.config_path})")
     scores = result.headline
@@ -75,6 +80,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="the network works on images enlarged by this factor (default: --init's, else 1)",
     )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="arithmetic: auto (default) = bf16 where the CPU/GPU computes it natively, else fp32",
+    )
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 2500)")
     p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
@@ -86,5 +96,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         const=False,
         help="skip tuning the thresholds at the end (phaseseg.train.retune does it later)",
     )
-    p.add_argument("--device", help="torch device (default: cuda if present, else cpu)")
+    p.add_argument("--device", help="torch device (default: cuda, else mps if present, else cpu)")
     p.set_defaults(func=_cmd_train)

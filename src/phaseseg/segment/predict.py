@@ -1,7 +1,8 @@
 """Images -> labels -> competition submission, label TIFFs and overlay PNGs.
 
-Images are streamed one at a time, so memory stays flat in the number of images. An image that
-cannot be read is reported and skipped; every output file is written atomically.
+Images are streamed (read lazily, a batch at a time), so memory stays flat in the number of
+images. An image that cannot be read is reported and skipped; every output file is written
+atomically.
 """
 
 from __future__ import annotations

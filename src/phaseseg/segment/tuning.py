@@ -20,8 +20,10 @@ import torch
 from phaseseg import io
 from phaseseg.metrics import image_score
 from phaseseg.nn.checkpoint import load_model_file, save_model
+from phaseseg.nn.device import pick_device
 from phaseseg.nn.model import build_model
 from phaseseg.progress import tqdm
+from phaseseg.segment.maps import iter_maps
 from phaseseg.segment.postprocess import (
     PostprocessParams,
     distance_maxima,
@@ -29,7 +31,6 @@ from phaseseg.segment.postprocess import (
     remove_small,
     remove_uncertain,
 )
-from phaseseg.segment.segmenter import pick_device, predict_maps
 
 if TYPE_CHECKING:
     from phaseseg.train.samples import Sample
@@ -37,10 +38,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def predict_val(net, samples: list[Sample], device) -> list[tuple[np.ndarray, ...]]:
-    """Network maps ``(fg, dist, type_probs)`` of every validation sample."""
+def predict_val(
+    net, samples: list[Sample], device, precision: str = "auto"
+) -> list[tuple[np.ndarray, ...]]:
+    """Network maps ``(fg, dist, type_probs)`` of every validation sample (float32 ``(H, W)``,
+    ``(H, W)``, ``(n_types,)``), as at inference time."""
     net.eval()
-    maps = [predict_maps(net, s.image, device) for s in tqdm(samples, desc="val", leave=False)]
+    images = (s.image for s in tqdm(samples, desc="val", leave=False))
+    maps = [tuple(m) for m in iter_maps(net, images, device, precision=precision)]
     net.train()
     return maps
 

@@ -6,7 +6,8 @@ thresholds; it returns a :class:`FitResult` and writes the model file with the r
 configuration beside it (``<out>.config.json``).
 
 * crops of the in-memory training images (:mod:`phaseseg.train.samples`), AdamW, warm-up + cosine
-  learning rate, bf16 autocast and channels-last (fast on CPUs with AVX-512 BF16 and on GPUs);
+  learning rate, channels-last, and bf16 autocast where the device computes it natively
+  (``precision``: CPUs with AVX-512 BF16 or AMX, recent GPUs; float32 elsewhere);
 * every ``eval_every`` steps the competition score on the validation fold; the best weights are
   written to ``out``; at the end the post-processing thresholds are tuned per cell type on the
   validation fold and stored in the model file (``tune=False`` leaves that to
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 
 from phaseseg import io
 from phaseseg.nn.checkpoint import load_model_file, save_model
+from phaseseg.nn.device import autocast, resolve_precision
 from phaseseg.nn.model import NetConfig, UNet, build_model, can_widen, widen
 from phaseseg.progress import tqdm
 from phaseseg.segment.postprocess import PostprocessParams
@@ -146,7 +148,7 @@ def train_step(
     device = next(net.parameters()).device
     images, targets, types = (t.to(device, non_blocking=True) for t in batch)
     images = images.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+    with autocast(device, resolve_precision(cfg.precision, device)):
         output = net(images)
     loss, parts = loss_fn(output, targets, types, cfg)
     opt.zero_grad(set_to_none=True)
@@ -408,7 +410,7 @@ class _Validation:
         self.cell_types, self.by = cell_types, by
 
     def maps(self, net: torch.nn.Module) -> list[tuple[np.ndarray, ...]]:
-        return predict_val(net, self.samples, self.device)
+        return predict_val(net, self.samples, self.device, self.cfg.precision)
 
     def score(self, net: torch.nn.Module, params: dict[str, PostprocessParams]) -> dict[str, float]:
         return score_val(self.samples, self.maps(net), params, self.cell_types, self.by)
