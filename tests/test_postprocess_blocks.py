@@ -1,4 +1,4 @@
-"""Post-processing of large maps in blocks of whole regions: the same cells as in one piece."""
+"""Post-processing in linear time: fast h-maxima, relabelling, watershed in blocks of regions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential
 
 from phaseseg.segment import postprocess
-from phaseseg.segment.postprocess import distance_maxima, maps_to_labels, relabel
+from phaseseg.segment.postprocess import distance_maxima, h_maxima_u8, maps_to_labels, relabel
 
 
 def _cells(shape=(300, 420), seed=0, n=120):
@@ -32,11 +32,30 @@ def test_relabel_is_relabel_sequential():
 
 
 @pytest.mark.parametrize("seed_h", [0.05, 0.2])
-def test_h_maxima_in_blocks_equal_h_maxima_of_the_whole_map(monkeypatch, seed_h):
+def test_distance_maxima_are_skimages_h_maxima(seed_h):
     _, dist = _cells()
-    whole = h_maxima(np.clip(dist * 255, 0, 255).astype(np.uint8), round(seed_h * 255)) > 0
-    monkeypatch.setattr(postprocess, "BLOCK", 64)  # 5 x 7 blocks
-    np.testing.assert_array_equal(distance_maxima(dist, seed_h), whole)
+    want = h_maxima(np.clip(dist * 255, 0, 255).astype(np.uint8), round(seed_h * 255)) > 0
+    np.testing.assert_array_equal(distance_maxima(dist, seed_h), want)
+
+
+def test_h_maxima_u8_is_h_maxima_on_any_image():
+    """Random sizes (1 px up), noise, few grey levels with large plateaus, smooth images."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        shape = tuple(rng.integers(1, 40, 2))
+        kind = trial % 4
+        if kind == 0:
+            img = rng.integers(0, 256, shape)
+        elif kind == 1:
+            img = rng.integers(0, 6, shape) * 40
+        elif kind == 2:
+            img = np.clip(ndi.gaussian_filter(rng.normal(0, 60, shape), 1.5) + 100, 0, 255)
+        else:
+            img = rng.integers(0, 3, shape) * rng.integers(1, 120) + rng.integers(0, 20)
+        img = img.astype(np.uint8)
+        for h in (1, 2, 30, 51, 255):
+            want = h_maxima(img, h) > 0
+            np.testing.assert_array_equal(h_maxima_u8(img, h), want, err_msg=f"{trial} {h}")
 
 
 @pytest.mark.parametrize("seed_h", [0.0, 0.1])

@@ -6,10 +6,12 @@ predicted normalised distance to the border is high (above ``seed_thresh``), or,
 ``seed_thresh``), which splits touching cells whose distances do not dip below a threshold.
 Thresholds are tuned per cell type on validation data and stored in the model file.
 
-Cost grows linearly with the image size: the h-maxima and the watershed act on each connected
-region on its own (regions do not interact), so on images larger than :data:`BLOCK` px they
-run block by block, each block holding the whole regions that start in it, with the same
-result as on the whole image; the other steps are single passes (labelling, ``bincount``).
+Cost grows about linearly with the image size: the h-maxima order pixels by a radix sort
+(:func:`h_maxima_u8`); the watershed acts on each connected foreground region on its own, so
+on images larger than :data:`BLOCK` px it runs block by block, each block holding the whole
+regions that start in it (regions do not interact; only the order in which the watershed meets
+equally distant pixels can differ from one run over the whole image); the other steps are
+single passes (labelling, ``bincount``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from skimage.segmentation import watershed
 
 #: Images with a side longer than this are post-processed in blocks of about this size.
 BLOCK = 1024
-_EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as the h-maxima's reconstruction
 
 
 @dataclass
@@ -143,20 +144,46 @@ def distance_maxima(distance: np.ndarray, seed_h: float) -> np.ndarray:
     """(H, W) bool: the regional maxima of ``distance`` (float (H, W) in [0, 1]) at least
     ``seed_h`` high (:func:`skimage.morphology.h_maxima` on the map scaled to 0-255).
 
-    A maximum of height ``h >= 1`` depends only on the 8-connected region of non-zero values
-    around it, so large maps are processed in blocks of whole regions (same result).
+    Computed by :func:`h_maxima_u8`: the same pixels, in about a third of the time.
     """
     dist8 = np.clip(distance * 255, 0, 255).astype(np.uint8)
-    h = max(1, round(seed_h * 255))
-    if max(dist8.shape) <= BLOCK:
-        return h_maxima(dist8, h) > 0
-    regions, n = ndi.label(dist8 > 0, structure=_EIGHT)
-    out = np.zeros(dist8.shape, dtype=bool)
-    for box, inside in _blocks(regions, n):
-        # a zero border, as around every region of the whole map
-        crop = np.pad(np.where(inside, dist8[box], 0), 1)
-        out[box] |= h_maxima(crop, h)[1:-1, 1:-1] > 0
-    return out
+    return h_maxima_u8(dist8, max(1, round(seed_h * 255)))
+
+
+def h_maxima_u8(image: np.ndarray, h: int) -> np.ndarray:
+    """(H, W) bool: ``skimage.morphology.h_maxima(image, h) > 0`` for a uint8 ``image``.
+
+    The same grey-level reconstruction by dilation (8-connected; scikit-image's own loop),
+    with the pixels ordered by a radix sort of the 8-bit values instead of two comparison
+    sorts of a float64 copy: linear in the image size and about 3x faster. Falls back to
+    :func:`~skimage.morphology.h_maxima` when scikit-image's loop is not importable.
+    """
+    f = np.asarray(image, dtype=np.uint8)
+    if h > int(f.max()) - int(f.min()):  # as h_maxima: no maximum is that high
+        return np.zeros(f.shape, dtype=bool)
+    try:
+        from skimage.morphology._grayreconstruct import reconstruction_loop
+    except ImportError:  # pragma: no cover - another scikit-image layout
+        return h_maxima(f, h) > 0
+    seed = f - np.minimum(f, np.uint8(h))  # max(f - h, 0)
+    low = seed.min()
+    rows, cols = f.shape
+    images = np.full((2, rows + 2, cols + 2), low, dtype=np.uint8)  # seed, mask; padded
+    images[0, 1:-1, 1:-1] = seed
+    images[1, 1:-1, 1:-1] = f
+    flat = images.reshape(-1)
+    signed = np.result_type(np.min_scalar_type(-flat.size), np.int32)
+    order = np.argsort(flat, kind="stable")[::-1].astype(signed)  # radix sort, descending
+    prev, nxt = np.full(flat.size, -1, signed), np.full(flat.size, -1, signed)
+    prev[order[1:]] = order[:-1]
+    nxt[order[:-1]] = order[1:]
+    w = cols + 2
+    neighbours = np.array([-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1], dtype=signed)
+    # ranks: values above the minimum (the padding ranks 0, where the loop stops)
+    rank = flat.astype(np.dtype(signed.char.upper())) - low
+    reconstruction_loop(rank, prev, nxt, neighbours, order[0], flat.size // 2)
+    rec = rank[: flat.size // 2].reshape(rows + 2, cols + 2)[1:-1, 1:-1].astype(np.int32) + low
+    return f.astype(np.int32) - rec >= h
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
