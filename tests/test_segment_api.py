@@ -81,7 +81,7 @@ def test_a_list_gives_a_list_equal_to_one_call_per_image(seg):
     assert seg.segment([]) == []
 
 
-@pytest.mark.parametrize("shape", [(70, 90), (300, 1100)])  # one tile; tiled (> 1024 px)
+@pytest.mark.parametrize("shape", [(70, 90), (300, 1100)])  # one tile; tiled (> 704 px)
 def test_uint8_uint16_and_float_images_are_one_contract_at_any_size(seg, shape):
     img = _blobs(shape)
     want = seg.segment_full(img)

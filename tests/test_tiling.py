@@ -203,11 +203,11 @@ def test_segment_full_runs_the_tiles_of_a_large_image_as_one_batch():
     seg = Segmenter(net, {t: PostprocessParams(min_size=20) for t in TYPES}, device="cpu")
     truth, img = _elongated_cell((160, 1100), 80, 550, ry=14, rx=90)  # across the tiles' seam
     labels = seg.segment_full(img, batch_size=4).labels
-    assert shapes == [(2, 1, 160, 600)]  # two tiles (the image is wider than 1024 px)
+    assert shapes == [(2, 1, 160, 600)]  # two tiles (the image is wider than 704 px)
     assert labels.max() == 1 and (labels[truth > 0] == 1).mean() > 0.8
     shapes.clear()
-    seg.segment_full(img[:, :1000], batch_size=4)  # up to 1024 px: one tile
-    assert shapes == [(1, 1, 160, 1000)]
+    seg.segment_full(img[:, :700], batch_size=4)  # up to 704 px: one tile
+    assert shapes == [(1, 1, 160, 700)]
 
 
 # --------------------------------------------------------------------------- real mosaic

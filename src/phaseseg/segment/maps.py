@@ -40,8 +40,10 @@ from phaseseg.segment.tiling import side_windows, tile_layout
 log = logging.getLogger(__name__)
 
 #: Largest tile side in image pixels (divided by the network's ``input_scale``); images up to
-#: this size on a side run whole.
-TILE = 1024
+#: this size on a side (a 704x520 competition image) run whole. On a CPU the network's time per
+#: pixel grows with the input beyond about 0.5 Mpx (caches), more than overlaps cost: 704-px
+#: tiles beat 1024-px ones (BENCHMARKS.md).
+TILE = 704
 #: Minimum overlap of neighbouring tiles, also the width of the blending ramp.
 OVERLAP = 96
 #: The flips of test-time augmentation (dims of an ``(N, C, H, W)`` tensor), in this order.
