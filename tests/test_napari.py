@@ -120,7 +120,7 @@ def test_widget_segments_the_selected_layer_with_features(viewer_model, qtbot):
     np.testing.assert_array_equal(layer.features["index"], layer.features["cell_id"])
     assert layer.features.drop(columns="index").equals(cells)
     assert widget.progress.value == 3
-    assert widget.status.value.startswith(f"sample: {expected.max()} cells (shsy5y")
+    assert widget.status.value.startswith(f"{expected.max()} cells in sample (shsy5y")
     assert widget.run_button.enabled
 
 

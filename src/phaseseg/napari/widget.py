@@ -69,6 +69,7 @@ class SegmentWidget(Container):
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", min=0, max=STEPS, value=0)
         self.status = Label(label="", value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.image,
@@ -200,7 +201,7 @@ class SegmentWidget(Container):
             scale=tuple(layer.scale)[ndim - 2 :],
             translate=tuple(layer.translate)[ndim - 2 :],
         )
-        message = f"{layer.name}: {len(features)} cells ({cell_type} thresholds, {s:.1f} s)"
+        message = f"{len(features)} cells in {layer.name} ({cell_type} thresholds, {s:.1f} s)"
         self.status.value = message
         show_info(message)
 
