@@ -461,7 +461,8 @@ def _report_html(
             f"{summary.n_images} images measured, {summary.n_cells} cells"
             + (f"; {len(summary.failed)} skipped" if summary.failed else "")
             + (f". The same for every image: {same}" if same else "")
-            + ". The table is images.csv; its columns are documented in docs/measure_columns.md.",
+            + ". The full table is images.csv; its columns are documented in "
+            "docs/measure_columns.md.",
             table=table,
         )
     )
