@@ -64,8 +64,8 @@ def main() -> None:
     print(labels.features.head(3).to_string())
     viewer.layers.selection.active = labels
     viewer.reset_view()
-    viewer.camera.center = (260, 426)  # rows, columns: a region of 352x260 pixels
-    viewer.camera.zoom *= 2
+    viewer.scene.camera.center = (260, 426)  # rows, columns: a region of 352x260 pixels
+    viewer.scene.camera.zoom *= 2
     print(viewer.status)
     for _ in range(20):
         QApplication.processEvents()
