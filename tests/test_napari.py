@@ -24,6 +24,9 @@ from phaseseg.io.formats import write_labels  # noqa: E402
 from phaseseg.napari.layers import layer_image, pixel_size_um  # noqa: E402
 from phaseseg.napari.reader import get_reader  # noqa: E402
 
+# napari's and npe2's models use pydantic features deprecated in pydantic 2 (not ours to fix)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pydantic")
+
 MANIFEST = Path(__file__).parents[1] / "src" / "phaseseg" / "napari" / "napari.yaml"
 SAMPLE = Path(__file__).parents[1] / "samples" / "SHSY5Y_Phase_B10_1_03d08h00m_1.tif"
 
