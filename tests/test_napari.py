@@ -16,6 +16,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt makes the QApplication
 
 napari = pytest.importorskip("napari")
+pytest.importorskip("qtpy.QtWidgets")  # fails where Qt's system libraries (libGL, ...) are missing
 pytest.importorskip("pytestqt")
 npe2 = pytest.importorskip("npe2")
 
