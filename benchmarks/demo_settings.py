@@ -20,7 +20,7 @@ from phaseseg.segment.segmenter import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {  # changes to the SH-SY5Y thresholds, with min_score 0
-    "tuned (min_size 80, seed_h 0.2)": {},
+    "tuned": {},
     "min_size 20": {"min_size": 20},
     "min_size 20, seed_h 0.1": {"min_size": 20, "seed_h": 0.1},
 }
@@ -62,6 +62,9 @@ def main() -> None:
     print()
     print("| SH-SY5Y thresholds, min score 0 | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
+    tuned = model.thresholds("shsy5y")
+    described = f"tuned (min_size {tuned.min_size}, seed_h {tuned.seed_h})"
+    extra = {described if k == "tuned" else k: v for k, v in extra.items()}
     for name, counts in extra.items():
         print(f"| {name} | " + " | ".join(map(str, counts)) + " |")
     if args.json is not None:
