@@ -146,9 +146,19 @@ def plot(rows: list[dict], reference: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(types), figsize=(5 * len(types), 4), squeeze=False)
     for ax, t in zip(axes[0], types, strict=True):
         mine = [r for r in rows if r["cell_type"] == t]
-        for m in sorted({r["minutes"] for r in mine if r["k"] > 0}):
-            pts = sorted((r["k"], r["score"]) for r in mine if r["minutes"] == m or r["k"] == 0)
-            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{m:g} min")
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in sorted(mine, key=lambda r: (r["minutes"], r["k"])):
+            if r["k"] == 0:
+                continue
+            name = r.get("series") or (
+                f"{r['minutes']:g} min"
+                if r["minutes"]
+                else "0 min (thresholds tuned on the k images)"
+            )
+            series.setdefault(name, []).append((r["k"], r["score"]))
+        start = [(0, r["score"]) for r in mine if r["k"] == 0]
+        for name, pts in series.items():
+            ax.plot(*zip(*(start + pts), strict=True), marker="o", label=name)
         if t in reference:
             ax.axhline(reference[t], ls="--", c="gray", label="model that saw every type")
         ax.set(title=t, xlabel="annotated images k", ylabel="score, fold 0")
@@ -172,6 +182,7 @@ def main() -> int:
     ap.add_argument("--ema-decay", type=float)
     ap.add_argument("--bn-stats", choices=["update", "keep"])
     ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--keep-models", type=Path, metavar="DIR", help="keep the models here")
     ap.add_argument("--skip-baselines", action="store_true", help="no k=0 / reference rows")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--plot", type=Path)
@@ -242,6 +253,10 @@ def main() -> int:
                         config=cfg,
                     )
                     wall = time.monotonic() - t0
+                    if args.keep_models:
+                        args.keep_models.mkdir(parents=True, exist_ok=True)
+                        kept = args.keep_models / f"{t}_k{k}_{m:g}min.pt"
+                        shutil.copyfile(result.model_path, kept)
                     after = score_model(
                         str(result.model_path), args.data, truth, scored, f"{t}-new"
                     )

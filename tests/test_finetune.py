@@ -113,7 +113,8 @@ def test_a_new_type_starts_as_a_copy_of_the_closest_known_type(tmp_path):
 def test_freezing_the_encoder_keeps_its_weights_and_statistics(tmp_path):
     init = init_model(tmp_path / "init.pt")
     data = make_dataset(tmp_path / "data")
-    fit(data, tmp_path / "m.pt", tiny_config(init=str(init), freeze="encoder", ema_decay=0))
+    cfg = tiny_config(init=str(init), freeze="encoder", ema_decay=0, tune=False)
+    fit(data, tmp_path / "m.pt", cfg)
     old = load_model_file(init)["state_dict"]
     new = load_model_file(tmp_path / "m.pt")["state_dict"]
     down = [k for k in old if k.startswith("down.")]
@@ -123,9 +124,22 @@ def test_freezing_the_encoder_keeps_its_weights_and_statistics(tmp_path):
         TrainConfig(freeze="decoder")
 
 
+def test_kept_batchnorm_statistics_stay_while_the_weights_train(tmp_path):
+    init = init_model(tmp_path / "init.pt")
+    data = make_dataset(tmp_path / "data")
+    cfg = tiny_config(init=str(init), bn_stats="keep", ema_decay=0, tune=False)
+    fit(data, tmp_path / "m.pt", cfg)
+    old = load_model_file(init)["state_dict"]
+    new = load_model_file(tmp_path / "m.pt")["state_dict"]
+    stats = [k for k in old if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(old[k], new[k]) for k in stats)
+    assert not torch.equal(old["down.0.0.0.weight"], new["down.0.0.0.weight"])
+
+
 def test_a_time_budget_ends_training(tmp_path):
     data = make_dataset(tmp_path / "data")
     cfg = tiny_config(steps=10**6, minutes=0.05, eval_every=10**6, checkpoint_every=10**6)
+    cfg.tune = False
     result = fit(data, tmp_path / "m.pt", cfg, device="cpu")
     assert 1 <= result.steps < 10**6
     assert result.train_seconds < 0.05 * 60 + 5  # the last step may end the budget late
