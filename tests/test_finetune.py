@@ -113,8 +113,10 @@ def test_a_new_type_starts_as_a_copy_of_the_closest_known_type(tmp_path):
 def test_freezing_the_encoder_keeps_its_weights_and_statistics(tmp_path):
     init = init_model(tmp_path / "init.pt")
     data = make_dataset(tmp_path / "data")
-    cfg = tiny_config(init=str(init), freeze="encoder", ema_decay=0, tune=False)
-    fit(data, tmp_path / "m.pt", cfg)
+    (tmp_path / "cfg.json").write_text(json.dumps(asdict(tiny_config(ema_decay=0, tune=False))))
+    argv = ["train", str(data), "--out", str(tmp_path / "m.pt"), "--init", str(init)]
+    argv += ["--config", str(tmp_path / "cfg.json"), "--freeze", "encoder"]
+    assert main(argv) == 0  # the flag of phaseseg train
     old = load_model_file(init)["state_dict"]
     new = load_model_file(tmp_path / "m.pt")["state_dict"]
     down = [k for k in old if k.startswith("down.")]

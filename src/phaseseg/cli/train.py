@@ -16,6 +16,8 @@ _TRAIN_FLAGS = (
     "tune",
     "input_scale",
     "precision",
+    "minutes",
+    "freeze",
 )
 
 
@@ -93,6 +95,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=["auto", "bf16", "fp32"],
         help="arithmetic: auto (default) = bf16 where the CPU/GPU computes it natively, else fp32",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="wall-clock budget of the training loop; --steps is then only a cap (the learning "
+        "rate decays over the minutes)",
+    )
+    p.add_argument(
+        "--freeze",
+        choices=["none", "encoder"],
+        help="keep the encoder's weights and statistics fixed (default none)",
     )
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 2500)")
