@@ -209,3 +209,32 @@ def test_model_files_with_and_without_added_cell_types(tmp_path):
     with pytest.raises(PhasesegInputError, match="initialised_from must name another"):
         load_model_file(tmp_path / "bad.pt")
     assert TINY_NET["n_cell_types"] == 3
+
+
+def test_an_interrupted_finetune_resumes_and_cleans_up(tmp_path, monkeypatch, caplog):
+    import phaseseg.train.loop as loop
+
+    init = init_model(tmp_path / "init.pt")
+    user = user_folder(tmp_path / "user", n=3, size=(96, 96))
+    cfg = tiny_config(steps=10**6, eval_every=10**6, checkpoint_every=1, freeze="encoder")
+    real_step, calls = loop.train_step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", interrupted)
+    args = ([user / "images"], user / "labels", "mycells", tmp_path / "m.pt")
+    with pytest.raises(KeyboardInterrupt):
+        finetune(*args, minutes=0.05, init=str(init), config=cfg)
+    work = tmp_path / "m.pt.finetune"
+    assert not (tmp_path / "m.pt").exists()  # nothing half-done where the model goes
+    assert (work / "model.pt.state.pt").is_file() and (work / "data" / "train.csv").is_file()
+    monkeypatch.setattr(loop, "train_step", real_step)
+    with caplog.at_level("INFO", logger="phaseseg"):
+        result = finetune(*args, minutes=0.05, init=str(init), config=cfg, resume=True)
+    assert "at step 2" in caplog.text and "resumed from" in caplog.text
+    assert result.steps > 2 and load_model_file(tmp_path / "m.pt")["cell_types"][-1] == "mycells"
+    assert not work.exists()
