@@ -570,7 +570,8 @@ def _train_loop(
                 if budget is None:
                     of, left = f"{cfg.steps}", per_step * (cfg.steps - state["step"])
                 else:
-                    next_line += budget / 20
+                    while next_line <= state["elapsed_s"]:  # slow steps: one line, not several
+                        next_line += budget / 20
                     of, left = (
                         f"~{state['step'] + int((budget - state['elapsed_s']) / per_step)}",
                         max(0.0, budget - state["elapsed_s"]),
@@ -705,7 +706,7 @@ def fit(
     log.info("device %s", dev)
     data = load_data(data_dir, cfg, cell_types, cache_dir=out.parent / ".phaseseg-cache")
     by = thresholds_by(data.cell_types)
-    if by == "declared":
+    if by == "declared" and data.val:
         log.info("one declared cell type (%s): validated with its thresholds", data.cell_types[0])
     net = build_network(cfg, init, grow, dev)
     params = {  # the thresholds to start from: the init model's, else the defaults
