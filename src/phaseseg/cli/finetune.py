@@ -90,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config",
         help="JSON file of training options over the fine-tuning defaults (e.g. "
-        '{"lr": 1e-4, "freeze": "none"}; see phaseseg.train.finetune.FINETUNE_DEFAULTS)',
+        '{"lr": 5e-4, "freeze": "none"}; see phaseseg.train.finetune.FINETUNE_DEFAULTS)',
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--device", help="torch device (default: cuda, else mps if present, else cpu)")
