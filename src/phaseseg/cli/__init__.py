@@ -20,7 +20,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from phaseseg import __version__
-from phaseseg.cli import eda, evaluate, make_dataset, measure, predict, train, validate
+from phaseseg.cli import (
+    eda,
+    evaluate,
+    finetune,
+    make_dataset,
+    measure,
+    predict,
+    train,
+    validate,
+)
 from phaseseg.io import PhasesegInputError
 
 
@@ -32,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"phaseseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (evaluate, validate, eda, train, make_dataset, predict, measure):
+    for command in (evaluate, validate, eda, train, make_dataset, finetune, predict, measure):
         command.add_parser(sub)
     return parser
 
