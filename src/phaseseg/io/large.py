@@ -164,7 +164,9 @@ def to_gray_uint8(array: Any, path: Path) -> Any:
         return array.astype(np.uint8) * 255
     log.warning("%s: %s image rescaled to 8 bit", path, array.dtype)
     finite = da.isfinite(array)
-    lo, hi = da.compute(da.where(finite, array, np.inf).min(), da.where(finite, array, -np.inf).max())
+    lo, hi = da.compute(
+        da.where(finite, array, np.inf).min(), da.where(finite, array, -np.inf).max()
+    )
     lo, hi = float(lo), float(hi)
     if not np.isfinite(lo):
         raise PhasesegInputError(f"{path}: image holds no finite values")
@@ -220,7 +222,10 @@ def create_label_image(
                     "name": name,
                     "axes": axes,
                     "datasets": [
-                        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [{"type": "scale", "scale": scale}],
+                        }
                     ],
                 }
             ],

@@ -162,7 +162,7 @@ def segment_large(
     workers: int = 1,
     pixel_size: float | None = None,
     source: str | None = None,
-    progress: Callable[[int], Any] | None = None,
+    progress: Any = None,
 ) -> LargeSegmentation:
     """Segment a lazy ``(H, W)`` image block by block into an OME-Zarr label image.
 
@@ -186,8 +186,8 @@ def segment_large(
     source : str, optional
         The image's path relative to ``labels_path``, written into the ``image-label``
         metadata.
-    progress : callable, optional
-        Called with 1 after each finished task (a progress bar's ``update``).
+    progress : tqdm-like, optional
+        Its ``update(1)`` is called after each finished task; its ``total`` set when known.
 
     Returns
     -------
@@ -226,8 +226,14 @@ def segment_large(
         else dict(scheduler="threads", num_workers=workers)
     )
 
+    n_network = sum(1 for b in blocks if tiles_of[b.index])
+    if progress is not None and hasattr(progress, "total"):
+        progress.total = n_network + 2 * len(blocks)
+        progress.refresh()
+
     def run(tasks: list) -> list:
-        with dask.config.set(**config), _Progress(progress):
+        update = progress.update if progress is not None else None
+        with dask.config.set(**config), _Progress(update):
             return list(dask.compute(*tasks))
 
     labels_path = Path(labels_path)
@@ -255,8 +261,18 @@ def segment_large(
             region = image[box]
             key = f"phaseseg-network-{b.index[0]}-{b.index[1]}"
             tasks.append(
-                network(region, box, ids, layout, stats, model, tiles, tta, batch_size,
-                        dask_key_name=key)
+                network(
+                    region,
+                    box,
+                    ids,
+                    layout,
+                    stats,
+                    model,
+                    tiles,
+                    tta,
+                    batch_size,
+                    dask_key_name=key,
+                )
             )
         type_probs: dict[tuple[int, int], np.ndarray] = {}
         for result in run(tasks):
@@ -265,12 +281,12 @@ def segment_large(
 
         names = model.cell_types
         total: np.ndarray | float = 0.0
-        for key in sorted(type_probs):  # raster order, as the in-memory path sums them
-            total = total + type_probs[key]
+        for tile_id in sorted(type_probs):  # raster order, as the in-memory path sums them
+            total = total + type_probs[tile_id]
         mean_probs = np.asarray(total / len(type_probs), dtype=np.float32)
         used = cell_type or names[int(np.argmax(mean_probs))]
         params = model.thresholds(used, min_score).to_dict()
-        log.info("cell type %s (%s)", used, ", ".join(f"{p:.2f}" for p in mean_probs))
+        log.debug("cell type %s (%s)", used, ", ".join(f"{p:.2f}" for p in mean_probs))
 
         t = time.perf_counter()
         eh = max(b.ext_shape[0] for b in blocks)
@@ -286,8 +302,15 @@ def segment_large(
         label = dask.delayed(_label_task, pure=False)
         counts = run(
             [
-                label(b, shape, layout, tiles, kept, params,
-                      dask_key_name=f"phaseseg-labels-{b.index[0]}-{b.index[1]}")
+                label(
+                    b,
+                    shape,
+                    layout,
+                    tiles,
+                    kept,
+                    params,
+                    dask_key_name=f"phaseseg-labels-{b.index[0]}-{b.index[1]}",
+                )
                 for b in blocks
             ]
         )
@@ -303,8 +326,14 @@ def segment_large(
         paint = dask.delayed(_paint_task, pure=False)
         run(
             [
-                paint(b, reaching(grid, b), kept, offsets, out,
-                      dask_key_name=f"phaseseg-stitch-{b.index[0]}-{b.index[1]}")
+                paint(
+                    b,
+                    reaching(grid, b),
+                    kept,
+                    offsets,
+                    out,
+                    dask_key_name=f"phaseseg-stitch-{b.index[0]}-{b.index[1]}",
+                )
                 for b in blocks
             ]
         )
@@ -323,9 +352,7 @@ def segment_large(
         )
     probs = {n: float(p) for n, p in zip(names, mean_probs, strict=True)}
     n_tiles = len(layout.ys) * len(layout.xs)
-    return LargeSegmentation(
-        shape, n_cells, used, probs, len(blocks), n_tiles, truncated, timings
-    )
+    return LargeSegmentation(shape, n_cells, used, probs, len(blocks), n_tiles, truncated, timings)
 
 
 def _starting_in(layout: _Layout, b: Block) -> list[tuple[int, int]]:
@@ -362,8 +389,10 @@ def _network_task(
     x = _normalized(np.asarray(region), stats)
     y0, x0 = box[0].start, box[1].start
     crops = [
-        x[layout.ys[i] - y0 : layout.ys[i] - y0 + layout.th,
-          layout.xs[j] - x0 : layout.xs[j] - x0 + layout.tw]
+        x[
+            layout.ys[i] - y0 : layout.ys[i] - y0 + layout.th,
+            layout.xs[j] - x0 : layout.xs[j] - x0 + layout.tw,
+        ]
         for i, j in ids
     ]
     maps = iter_maps(
@@ -384,9 +413,7 @@ def _network_task(
     return out
 
 
-def block_maps(
-    b: Block, layout: _Layout, tiles: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def block_maps(b: Block, layout: _Layout, tiles: Any) -> tuple[np.ndarray, np.ndarray]:
     """float32 foreground and distance maps over ``b``'s extended box, blended from the stored
     tiles exactly as :class:`~phaseseg.segment.maps.iter_maps` blends the whole image."""
     (ey, ex) = b.ext
@@ -426,9 +453,7 @@ def _label_task(
     return n, truncated
 
 
-def _paint_task(
-    b: Block, others: list[Block], kept: Any, offsets: dict, out: Any
-) -> None:
+def _paint_task(b: Block, others: list[Block], kept: Any, offsets: dict, out: Any) -> None:
     """Write ``b``'s core of the label image from the cells kept by the blocks reaching it."""
     parts = []
     for o in others:

@@ -11,19 +11,19 @@ cell). Then:
    by exactly one of them. A cell is whole when the margin is wider than its reach from its
    centroid; a kept cell that touches the extended block's edge inside the image is counted
    as ``truncated`` (the margin was too narrow for it).
-2. :func:`paint_core`: a core's output pixels are the kept cells of its neighbours (the blocks
-   whose extended box overlaps it), each block's numbers shifted by its offset (the cells kept by the blocks before it)
-   so that numbers are unique over the image; where two blocks' cells claim the same pixel,
-   the core's own block wins.
+2. :func:`paint_core`: a core's output pixels are the kept cells of the blocks whose extended
+   box overlaps it, each block's numbers shifted by its offset (the cells kept by the blocks
+   before it) so that numbers are unique over the image; where two blocks' cells claim the
+   same pixel, the core's own block wins.
 
 This is the "keep what starts in your core" rule rather than Cellpose's ``distributed_eval``
 (relabel blocks, join labels that touch across faces, relabel again), which joins distinct
 cells that touch at a face: neurons in dense cultures do.
 
->>> grid = block_grid((5, 7), block=4, margin=1, align=1)
->>> [(b.core, b.ext) for b in grid[0]]  # doctest: +NORMALIZE_WHITESPACE
-[((slice(0, 5, None), slice(0, 4, None)), (slice(0, 5, None), slice(0, 5, None))),
- ((slice(0, 5, None), slice(4, 7, None)), (slice(0, 5, None), slice(3, 7, None)))]
+>>> grid = block_grid((6, 7), block=4, margin=1, align=1)
+>>> [(b.index, b.core, b.ext_shape) for b in grid[1]]  # doctest: +NORMALIZE_WHITESPACE
+[((1, 0), (slice(3, 6, None), slice(0, 4, None)), (4, 5)),
+ ((1, 1), (slice(3, 6, None), slice(4, 7, None)), (4, 4))]
 """
 
 from __future__ import annotations
@@ -140,9 +140,7 @@ def own_cells(
     return out, n, int((touching > 0).sum())
 
 
-def paint_core(
-    block: Block, neighbours: Iterable[tuple[Block, np.ndarray, int]]
-) -> np.ndarray:
+def paint_core(block: Block, neighbours: Iterable[tuple[Block, np.ndarray, int]]) -> np.ndarray:
     """int32 labels of ``block``'s core from the kept cells of its neighbourhood.
 
     ``neighbours``: ``(other, owned, offset)`` triples, ``owned`` the other block's
@@ -214,10 +212,10 @@ def agreement(
     matched_lab[c[good]] = True
     big_part = inter >= 0.2 * ref_area[r]
     parts = np.bincount(r[big_part], minlength=len(ref_area))
-    core_id = np.zeros(reference.shape, np.int64)
+    cores = np.zeros(reference.shape, np.int64)
     for k, b in enumerate(x for row in grid for x in row):
-        core_id[b.core] = k
-    core_id = core_id.ravel()
+        cores[b.core] = k
+    core_id = cores.ravel()
 
     def crossing(flat: np.ndarray, n: int) -> np.ndarray:
         fg = flat > 0
