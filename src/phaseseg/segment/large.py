@@ -456,9 +456,15 @@ def _label_task(
 def _paint_task(b: Block, others: list[Block], kept: Any, offsets: dict, out: Any) -> None:
     """Write ``b``'s core of the label image from the cells kept by the blocks reaching it."""
     parts = []
-    for o in others:
-        h, w = o.ext_shape
-        parts.append((o, np.asarray(kept[o.index[0], o.index[1], :h, :w]), offsets[o.index]))
+    for o in others:  # read only the part of each block's cells over this core
+        ys = slice(max(o.ext[0].start, b.core[0].start), min(o.ext[0].stop, b.core[0].stop))
+        xs = slice(max(o.ext[1].start, b.core[1].start), min(o.ext[1].stop, b.core[1].stop))
+        local = (
+            slice(ys.start - o.ext[0].start, ys.stop - o.ext[0].start),
+            slice(xs.start - o.ext[1].start, xs.stop - o.ext[1].start),
+        )
+        owned = np.asarray(kept[o.index[0], o.index[1], local[0], local[1]])
+        parts.append((Block(o.index, o.core, (ys, xs)), owned, offsets[o.index]))
     out[b.core] = paint_core(b, parts)
 
 
