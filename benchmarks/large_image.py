@@ -1,6 +1,7 @@
 """Time and peak memory of the large-image (block) path against the in-memory path.
 
     .venv/bin/python benchmarks/large_image.py [--n 8] [--blocks 2048 1024] [--json OUT]
+    .venv/bin/python benchmarks/large_image.py --n 8 --write-mosaic mosaic.ome.zarr  # only that
 
 Builds a mosaic of ``n x n`` real 704x520 train images (8 x 8: 5632 x 4160 px) as an OME-Zarr
 in a temporary folder, then runs, each in a subprocess of its own (its peak resident memory
@@ -73,6 +74,22 @@ def _mosaic(n: int) -> np.ndarray:
     return np.block([[images[i * n + j] for j in range(n)] for i in range(n)])
 
 
+def _write_ome_zarr(path: Path, image: np.ndarray) -> None:
+    """``image`` as a one-level OME-Zarr (NGFF 0.5, through bioio-ome-zarr)."""
+    from bioio_ome_zarr.writers import OMEZarrWriter
+
+    if path.exists():
+        sys.exit(f"{path}: exists")
+    writer = OMEZarrWriter(
+        str(path),
+        level_shapes=image.shape,
+        dtype=image.dtype,
+        axes_names=["y", "x"],
+        axes_types=["space", "space"],
+    )
+    writer.write_full_volume(image)
+
+
 def _run(mode: str, zarr_path: Path, out: Path, block: int = 0) -> dict:
     cmd = [sys.executable, "-c", CHILD, mode, str(zarr_path), str(out), str(block)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -86,14 +103,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="mosaic of n x n train images")
     ap.add_argument("--blocks", type=int, nargs="+", default=[2048, 1024])
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--write-mosaic", metavar="PATH", help="only write the mosaic OME-Zarr here")
     args = ap.parse_args()
 
     import zarr
-    from bioio_ome_zarr.writers import OMEZarrWriter
 
     from phaseseg.segment.stitch import agreement, block_grid
 
     mosaic = _mosaic(args.n)
+    if args.write_mosaic:
+        _write_ome_zarr(Path(args.write_mosaic), mosaic)
+        print(f"{args.write_mosaic}: {mosaic.shape[1]}x{mosaic.shape[0]} px")
+        return
     results: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": platform.processor() or platform.machine(),
@@ -103,14 +124,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         zarr_path = tmp / "mosaic.ome.zarr"
-        writer = OMEZarrWriter(
-            str(zarr_path),
-            level_shapes=mosaic.shape,
-            dtype=mosaic.dtype,
-            axes_names=["y", "x"],
-            axes_types=["space", "space"],
-        )
-        writer.write_full_volume(mosaic)
+        _write_ome_zarr(zarr_path, mosaic)
         runs = results["runs"]
         runs["baseline"] = _run("baseline", zarr_path, tmp / "none")
         print("baseline", runs["baseline"], flush=True)
