@@ -50,8 +50,8 @@ from phaseseg.segment.tiling import side_windows, tile_layout
 
 log = logging.getLogger(__name__)
 
-#: Core side of a block (px): post-processing holds about 50 bytes per pixel of a block grown
-#: by the margin, ~330 MB at 2048 + 2 x 256.
+#: Core side of a block (px); post-processing memory grows with the block grown by the margin
+#: (a whole process peaked at 1.1 GiB with 2048 and 256; BENCHMARKS.md).
 BLOCK = 2048
 #: Context around a block's core for post-processing (px); wider than a cell.
 MARGIN = 256
