@@ -24,15 +24,21 @@ def split_large_inputs(inputs: list[str], args: argparse.Namespace) -> tuple[lis
     from phaseseg.io import find_images
     from phaseseg.io.large import LARGE_PIXELS, is_large_image
 
+    def is_large(path: str | Path) -> bool:
+        try:
+            return is_large_image(path)
+        except PhasesegInputError:  # unreadable: reported and skipped by the usual path
+            return False
+
     large: list[Path] = []
     rest: list[str] = []
     for item in inputs:
         if Path(item).is_dir() and Path(item).suffix.lower() != ".zarr":
             found = find_images([item])
-            big = [p for p in found if is_large_image(p)]
+            big = [p for p in found if is_large(p)]
             large.extend(big)
             rest.extend([item] if not big else [str(p) for p in found if p not in big])
-        elif Path(item).exists() and is_large_image(item):
+        elif Path(item).exists() and is_large(item):
             large.append(Path(item))
         else:
             rest.append(item)
