@@ -253,3 +253,33 @@ def test_predict_sends_a_large_png_to_the_block_path(shared_data, tmp_path, monk
     assert main(["predict", str(png), "--labels-dir", str(tmp_path / "D")]) == 0
     labels = zarr.open_array(str(tmp_path / "D" / "big.ome.zarr" / "0"), mode="r")[:]
     assert labels.shape == (520, 704) and labels.max() > 10
+
+
+def test_one_plane_ome_zarr_is_large_a_stack_is_not_and_folders_are_split(tmp_path):
+    import argparse
+
+    from bioio_ome_zarr.writers import OMEZarrWriter
+
+    from phaseseg.cli._large import split_large_inputs
+    from phaseseg.io.large import is_large_image
+
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    _write_ome_zarr(folder / "scan.ome.zarr", np.zeros((40, 50), np.uint8))
+    stack = np.zeros((3, 1, 1, 40, 50), np.uint8)
+    writer = OMEZarrWriter(
+        str(tmp_path / "movie.ome.zarr"),
+        level_shapes=stack.shape,
+        dtype=stack.dtype,
+        axes_names=["t", "c", "z", "y", "x"],
+        axes_types=["time", "channel", "space", "space", "space"],
+    )
+    writer.write_full_volume(stack)
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(folder / "a.png")
+    assert is_large_image(folder / "scan.ome.zarr")
+    assert not is_large_image(tmp_path / "movie.ome.zarr")  # frame by frame, in memory
+    assert not is_large_image(folder / "a.png")
+    args = argparse.Namespace(labels_dir="D", submission=None, overlays_dir=None, rois_dir=None)
+    large, rest = split_large_inputs([str(folder), str(tmp_path / "movie.ome.zarr")], args)
+    assert large == [folder / "scan.ome.zarr"]
+    assert rest == [str(folder / "a.png"), str(tmp_path / "movie.ome.zarr")]
