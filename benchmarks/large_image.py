@@ -111,7 +111,7 @@ def _run(mode: str, zarr_path: Path, out: Path, block: int = 0) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=8, help="mosaic of n x n train images")
-    ap.add_argument("--blocks", type=int, nargs="+", default=[2048, 1024])
+    ap.add_argument("--blocks", type=int, nargs="*", default=[2048, 1024])
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--write-mosaic", metavar="PATH", help="only write the mosaic OME-Zarr here")
     ap.add_argument(
