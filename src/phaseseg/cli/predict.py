@@ -20,10 +20,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise PhasesegInputError(
             "nothing to write: give --submission, --labels-dir, --overlays-dir or --rois-dir"
         )
+    from phaseseg.cli._large import predict_large, split_large_inputs
+
+    large, args.images = split_large_inputs(args.images, args)
     model = load_model_from_args(args)
     if args.cell_type is not None and args.cell_type not in model.postprocess:
         known = ", ".join(model.postprocess)
         raise PhasesegInputError(f"--cell-type {args.cell_type!r}: the model knows {known}")
+    n_large, cells_large, failed_large = predict_large(large, model, args)
+    if not args.images:  # large images only
+        for line in failed_large:
+            print(f"phaseseg predict: skipped {line}", file=sys.stderr)
+        if not n_large:
+            raise PhasesegInputError(f"no image could be segmented: {failed_large[0]}")
+        print(f"{n_large} images, {cells_large} cells\nlabels: {args.labels_dir}")
+        return 1 if failed_large else 0
     summary = predict_images(
         args.images,
         model,
@@ -35,9 +46,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         cell_type=args.cell_type,
         min_score=args.min_score,
     )
+    summary.failed[:0] = failed_large
     for line in summary.failed:
         print(f"phaseseg predict: skipped {line}", file=sys.stderr)
-    print(f"{summary.n_images} images, {summary.n_cells} cells")
+    print(f"{summary.n_images + n_large} images, {summary.n_cells + cells_large} cells")
     for what, where in (
         ("submission", args.submission),
         ("labels", args.labels_dir),
@@ -54,7 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--model", help="model file (default: the bundled model)")
     p.add_argument("--submission", metavar="CSV", help="write a competition submission.csv")
-    p.add_argument("--labels-dir", metavar="DIR", help="write one label TIFF per image")
+    p.add_argument(
+        "--labels-dir",
+        metavar="DIR",
+        help="write one label TIFF per image (DIR/<id>.tif); a large image (OME-Zarr, or a file "
+        "over 67 Mpx) is segmented block by block into DIR/<id>.ome.zarr (OME-Zarr labels)",
+    )
     p.add_argument("--overlays-dir", metavar="DIR", help="write one outline overlay PNG per image")
     p.add_argument(
         "--rois-dir",

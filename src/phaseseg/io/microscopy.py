@@ -260,6 +260,11 @@ def _open(path: Path) -> _Source:
     except PhasesegInputError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file for the user
+        if type(e).__name__ == "DecompressionBombError":  # PIL: over ~179 Mpx
+            raise PhasesegInputError(
+                f"{path}: too large to read whole (PIL refuses over 179 Mpx); "
+                f"phaseseg predict {path} --labels-dir DIR segments it block by block"
+            ) from None
         raise PhasesegInputError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 

@@ -91,6 +91,7 @@ def iter_maps(
     batch_size: int | None = None,
     tile: int = TILE,
     overlap: int = OVERLAP,
+    normalized: bool = False,
 ) -> Iterator[Maps]:
     """Run the network on images (any sizes, any real dtype), yielding their maps in order.
 
@@ -115,6 +116,10 @@ def iter_maps(
         Largest tile side in image pixels (divided by the network's ``input_scale``).
     overlap : int
         Minimum overlap of neighbouring tiles in pixels, also the blending ramp's width.
+    normalized : bool
+        The images are already float32 outputs of the normalisation (the block path of
+        :mod:`~phaseseg.segment.large` normalises tiles of one large image by its global
+        statistics); skip :func:`~phaseseg.segment.normalize.normalize_image`.
 
     Yields
     ------
@@ -146,7 +151,7 @@ def iter_maps(
         batch.clear()
 
     for image in images:
-        target = _ImageMaps(image, max_tile, overlap, stride, len(flips))
+        target = _ImageMaps(image, max_tile, overlap, stride, len(flips), normalized)
         pending.append(target)
         for t, x in enumerate(target.tile_inputs()):
             for dims in flips:
@@ -167,10 +172,19 @@ def iter_maps(
 class _ImageMaps:
     """One image in flight: its normalised pixels, tile layout and the maps being blended."""
 
-    def __init__(self, image: np.ndarray, max_tile: int, overlap: int, stride: int, n_flips: int):
+    def __init__(
+        self,
+        image: np.ndarray,
+        max_tile: int,
+        overlap: int,
+        stride: int,
+        n_flips: int,
+        normalized: bool = False,
+    ):
         image = check_image(image)
         self.shape = h, w = image.shape
-        self.x = torch.from_numpy(normalize_image(image))
+        x = image.astype(np.float32, copy=False) if normalized else normalize_image(image)
+        self.x = torch.from_numpy(x)
         self.ys, self.th = tile_layout(h, max_tile, overlap, stride)
         self.xs, self.tw = tile_layout(w, max_tile, overlap, stride)
         self.tiles = [(y, x) for y in self.ys for x in self.xs]

@@ -44,16 +44,34 @@ def to_8bit_scale(image: np.ndarray) -> np.ndarray:
     image = check_image(image)
     if image.dtype == np.uint8:
         return image.astype(np.float32)
-    img = image.astype(np.float64)
-    finite = np.isfinite(img)
-    if not finite.all():
-        if not finite.any():
-            raise PhasesegInputError("the image holds no finite values")
-        img = np.where(finite, img, img[finite].min())
-    lo, hi = float(img.min()), float(img.max())
+    finite = np.isfinite(image)
+    if not finite.any():
+        raise PhasesegInputError("the image holds no finite values")
+    if finite.all():
+        return scale_to_8bit(image, float(image.min()), float(image.max()))
+    return scale_to_8bit(image, float(image[finite].min()), float(image[finite].max()))
+
+
+def scale_to_8bit(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """float32: ``image`` (any real dtype, any shape) scaled linearly from ``[lo, hi]`` (its
+    finite range, or that of the whole image it is a block of) to 0..255; non-finite pixels
+    take ``lo``; zeros when ``hi <= lo``.
+
+    >>> scale_to_8bit(np.array([2.0, 4.0, np.nan]), 2.0, 6.0).tolist()
+    [0.0, 127.5, 0.0]
+    """
+    img = np.asarray(image).astype(np.float64)
     if hi <= lo:
         return np.zeros(img.shape, np.float32)
+    img = np.where(np.isfinite(img), img, lo)
     return ((img - lo) * (255.0 / (hi - lo))).astype(np.float32)
+
+
+def standardize(img8: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """float32 ``(img8 - mean) / max(std, 1)``: ``img8`` float32 on the 8-bit scale, ``mean``
+    and ``std`` its own (:func:`normalize_image`) or its whole image's (a block of a large
+    image, :mod:`~phaseseg.segment.large`)."""
+    return (img8 - np.float32(mean)) / max(float(std), 1.0)
 
 
 def normalize_image(image: np.ndarray) -> np.ndarray:
@@ -63,4 +81,4 @@ def normalize_image(image: np.ndarray) -> np.ndarray:
     standardisation (the training data's path).
     """
     img = to_8bit_scale(image)
-    return (img - img.mean()) / max(float(img.std()), 1.0)
+    return standardize(img, img.mean(), img.std())
