@@ -647,7 +647,7 @@ def _images_frame(rows: list[dict[str, object]], pixel_size: float | None) -> pd
 
     columns = [c.name for c in COLUMNS["images.csv"] if present(c)]
     frame = pd.DataFrame(rows, columns=columns)
-    if "well" in frame.columns:
+    if "elapsed_h" in frame.columns:
         frame = frame.astype({"elapsed_h": float})
     return frame
 

@@ -63,6 +63,9 @@ def map_ordered(
     following = 0
     try:
         for future, result in pending:
+            if future.status == "lost":  # its worker died before the result came here:
+                pending.add(future)  # the scheduler computes it again; wait for that
+                continue
             i = index.pop(future.key)
             if future.status == "error":
                 _, exc, _ = result
