@@ -230,3 +230,16 @@ def test_plate_ids_and_livecell_columns(tmp_path):
     assert images["field"].tolist()[1::2] == ["3", "3"]
     assert images["elapsed_h"].tolist()[1::2] == [28.0, 28.0]
     assert read_labels(out / "labels" / "p2__A1.tif").max() == 1
+
+
+def test_cluster_options_are_checked_before_any_work(tmp_path, capsys):
+    from phaseseg.cli import main
+
+    images = _screen(tmp_path / "screen", n_per_well=1)
+    argv = ["predict", str(images), "--labels-dir", str(tmp_path / "out")]
+    assert main([*argv, "--workers", "0"]) == 2
+    assert "--workers 0: give 1 or more" in capsys.readouterr().err
+    resume = ["predict", str(images), "--submission", str(tmp_path / "s.csv"), "--resume"]
+    assert main(resume) == 2
+    assert "--resume with --submission needs --labels-dir" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.csv").exists()

@@ -48,6 +48,8 @@ def open_client(
             "--dask / --workers need Dask distributed: pip install 'phaseseg[distributed]'"
         ) from None
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    # "Worker process still alive after 4 seconds, killing", as a busy machine closes them
+    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     if workers is not None:
         if workers < 1:
             raise PhasesegInputError(f"--workers {workers}: give 1 or more")
