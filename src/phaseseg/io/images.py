@@ -218,6 +218,8 @@ def find_image_files(
     return files
 
 
-def find_image_set(inputs: list[str | os.PathLike]) -> list[Path]:
+def find_image_set(
+    inputs: list[str | os.PathLike], exclude: Iterable[str | os.PathLike | None] = ()
+) -> list[Path]:
     """The paths of :func:`find_image_files` (ids unique, at least one image)."""
-    return [f.path for f in find_image_files(inputs)]
+    return [f.path for f in find_image_files(inputs, exclude)]
