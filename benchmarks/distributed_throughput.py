@@ -10,8 +10,10 @@ and writes a submission and label TIFFs, the CLI's path (:func:`predict_images`)
 runs in this process (the baseline); ``W`` >= 1 starts a LocalCluster of W worker processes
 on 127.0.0.1, one thread each, torch using ``cores / W`` threads in each (``--workers W``).
 Reported per run: wall time of the images (the cluster's start-up timed apart), images/s,
-seconds per image, and the peak resident memory (ru_maxrss) of each worker and of the
-client (VmHWM). The machine's load average is recorded before and after each run.
+seconds per image, the peak resident memory of each worker and of the client (VmHWM), and
+the client's own time per image (label TIFF + RLE of 20 of the run's label images, timed after
+the run): the rate one client can write at, whatever the number of workers. The machine's
+load average is recorded before and after each run.
 
 ``--crop PX`` segments the top-left PX x PX corner of each source image instead (saved as PNG
 first): the network then costs little, so that a series over N shows how the per-image cost
@@ -72,6 +74,21 @@ def crops(source: list[Path], px: int, folder: Path) -> list[Path]:
     return out
 
 
+def client_write_ms(labels_dir: Path, folder: Path, k: int = 20) -> float:
+    """Milliseconds per image of what the client does for each result of a ``predict`` run
+    writing a submission and label TIFFs: the label TIFF (zlib) and the submission's RLEs;
+    timed on ``k`` of the run's label images."""
+    from phaseseg.io.formats import read_labels, write_labels
+
+    labels = [read_labels(p) for p in sorted(labels_dir.glob("*.tif"))[:k]]
+    folder.mkdir()
+    t0 = time.perf_counter()
+    for j, lab in enumerate(labels):
+        write_labels(folder / f"{j}.tif", lab)
+        io.labels_to_rles(lab)
+    return (time.perf_counter() - t0) / len(labels) * 1000
+
+
 def one_run(workers: int, n: int, source: list[Path], tmp: Path) -> dict:
     images = linked_images(source, n, tmp / f"in_{workers}_{n}")
     out = tmp / f"out_{workers}_{n}"
@@ -93,6 +110,7 @@ def one_run(workers: int, n: int, source: list[Path], tmp: Path) -> dict:
         seconds = time.perf_counter() - t0
         worker_mib = sorted(client.run(peak_rss_mib).values()) if client is not None else []
     assert summary.n_images == n and not summary.failed, summary.failed
+    write_ms = client_write_ms(out / "labels", tmp / f"rewrite_{workers}_{n}")
     return {
         "workers": workers,
         "images": n,
@@ -102,6 +120,7 @@ def one_run(workers: int, n: int, source: list[Path], tmp: Path) -> dict:
         "s_per_image": round(seconds / n, 3),
         "worker_peak_rss_mib": [round(m) for m in worker_mib],
         "client_peak_rss_mib": round(peak_rss_mib()),
+        "client_write_ms_per_image": round(write_ms, 1),
         "load_avg_1min_before": round(load_before, 2),
         "load_avg_1min_after": round(os.getloadavg()[0], 2),
     }
