@@ -90,8 +90,9 @@ def client_write_ms(labels_dir: Path, folder: Path, k: int = 20) -> float:
 
 
 def one_run(workers: int, n: int, source: list[Path], tmp: Path) -> dict:
-    images = linked_images(source, n, tmp / f"in_{workers}_{n}")
-    out = tmp / f"out_{workers}_{n}"
+    tmp = Path(tempfile.mkdtemp(dir=tmp))  # a run may be repeated (interleaved A B A B)
+    images = linked_images(source, n, tmp / "in")
+    out = tmp / "out"
     model = load_model()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -110,7 +111,7 @@ def one_run(workers: int, n: int, source: list[Path], tmp: Path) -> dict:
         seconds = time.perf_counter() - t0
         worker_mib = sorted(client.run(peak_rss_mib).values()) if client is not None else []
     assert summary.n_images == n and not summary.failed, summary.failed
-    write_ms = client_write_ms(out / "labels", tmp / f"rewrite_{workers}_{n}")
+    write_ms = client_write_ms(out / "labels", tmp / "rewrite")
     return {
         "workers": workers,
         "images": n,
