@@ -24,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -516,7 +516,14 @@ def _cluster_results(
     from phaseseg.distributed import map_ordered
     from phaseseg.distributed.ordered import TaskFailed
 
-    tasks = [(str(Path(p).resolve()), file_id, jobs) for p, file_id, _, jobs in files]
+    def on_workers(job: FrameJob) -> FrameJob:  # workers may run in other folders
+        label_file = job.label_file.resolve() if job.label_file is not None else None
+        return replace(job, label_file=label_file)
+
+    tasks = [
+        (str(Path(p).resolve()), file_id, [on_workers(j) for j in jobs])
+        for p, file_id, _, jobs in files
+    ]
     n = sum(len(f[2]) for f in files)
     with tqdm(total=n, desc="measure", unit="img") as bar:
         results = map_ordered(
