@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from phaseseg import io
-from phaseseg.analysis.overlays import overlay, write_png
+from phaseseg.analysis.overlays import overlay, png_bytes
 from phaseseg.io.formats import read_labels, write_labels
 from phaseseg.io.rois import write_rois
 from phaseseg.io.submission import write_submission
@@ -71,7 +71,7 @@ class ImageResult:
     image_id: str
     labels: np.ndarray  # int32 (H, W): 0 background, 1..N cells
     cell_type: str  # whose thresholds were used
-    overlay: np.ndarray | None = None  # uint8 (H, W, 3) outlines, when overlays are written
+    overlay_png: bytes | None = None  # the outline overlay, PNG-encoded, when overlays are written
 
 
 @dataclass
@@ -118,7 +118,7 @@ def segment_frames(
     )
     for result in results:
         image_id, image = held.popleft()
-        drawn = overlay(image, result.labels) if options.overlays else None
+        drawn = png_bytes(overlay(image, result.labels)) if options.overlays else None
         yield ImageResult(image_id, result.labels, result.cell_type, drawn)
 
 
@@ -145,15 +145,20 @@ def segment_file_task(file: tuple[str, str], spec: ModelSpec, options: SegmentOp
     worker's model is loaded once (:func:`phaseseg.distributed.worker_model`)."""
     from phaseseg.distributed import worker_model
 
-    return segment_file(file[0], file[1], worker_model(spec), options)
+    out = segment_file(file[0], file[1], worker_model(spec), options)
+    for result in out.images:  # half the bytes to send back (the client restores int32)
+        if result.labels.max(initial=0) < 2**16:
+            result.labels = result.labels.astype(np.uint16)
+    return out
 
 
 def write_image_outputs(result: ImageResult, dirs: OutputDirs) -> None:
     """Write one image's label TIFF, overlay PNG and Fiji ROI set (those asked for)."""
     if dirs.labels is not None:
         write_labels(dirs.labels / f"{result.image_id}.tif", result.labels)
-    if dirs.overlays is not None and result.overlay is not None:
-        write_png(dirs.overlays / f"{result.image_id}.png", result.overlay)
+    if dirs.overlays is not None and result.overlay_png is not None:
+        with io.atomic_path(dirs.overlays / f"{result.image_id}.png") as tmp:
+            tmp.write_bytes(result.overlay_png)
     if dirs.rois is not None:
         write_rois(dirs.rois / f"{result.image_id}.zip", result.labels)
 
@@ -238,6 +243,7 @@ def _cluster_results(
                 summary.failed.append(f"{files[k][0]}: failed on the cluster ({outcome})")
                 continue
             for result in outcome.images:
+                result.labels = result.labels.astype(np.int32, copy=False)
                 yield k, result
             if outcome.error is not None:
                 summary.failed.append(outcome.error)
