@@ -1,7 +1,7 @@
 """Competition score of a model on a validation fold of the shared Sartorius data.
 
     .venv/bin/python benchmarks/score_fold0.py [--model M] [--fold 0] [--tta] [--json OUT]
-        [--submission CSV]
+        [--submission CSV] [--precision auto|bf16|fp32] [--batch-size N]
 
 Predicts every image of the fold with the CLI's own code path (read -> network -> thresholds of
 the predicted cell type -> labels -> submission.csv), then scores the submission against
@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--submission", type=Path, help="also keep the submission CSV here")
+    ap.add_argument("--precision", default=None, choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--batch-size", type=int, default=None, help="network inputs per pass")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -43,12 +45,13 @@ def main() -> None:
     ids = folds.loc[folds["fold"] == args.fold, "id"].tolist()
     truth = io.read_train_csv(args.data / "train.csv")
     truth = truth[truth["id"].isin(set(ids))]
-    model = load_model(args.model)
+    model = load_model(args.model, **({"precision": args.precision} if args.precision else {}))
     paths = [args.data / "train" / f"{i}.png" for i in ids]
     with tempfile.TemporaryDirectory() as tmp:
         sub_path = Path(tmp) / "submission.csv"
         t0 = time.perf_counter()
-        summary = predict_images(paths, model, submission=sub_path, tta=args.tta)
+        extra = {"batch_size": args.batch_size} if args.batch_size else {}
+        summary = predict_images(paths, model, submission=sub_path, tta=args.tta, **extra)
         seconds = time.perf_counter() - t0
         scores = score_tables(truth, io.read_submission(sub_path))
         if args.submission:
@@ -59,6 +62,8 @@ def main() -> None:
         "model": str(args.model or "bundled"),
         "fold": args.fold,
         "tta": args.tta,
+        "precision": getattr(model, "precision", "bf16"),
+        "batch_size": args.batch_size,
         "images": len(ids),
         "overall": scores.score,
         "per_cell_type": {k: float(v) for k, v in scores.per_cell_type.items()},

@@ -57,7 +57,7 @@ def main() -> None:
     ids = sorted(i for i, f in folds.items() if f == args.fold)
     samples = sorted(load_samples(args.data, ids), key=lambda s: s.image_id)
     if args.tta:
-        maps = [predict_maps(model.net, s.image, model.device, tta=True) for s in samples]
+        maps = [tuple(predict_maps(model.net, s.image, model.device, tta=True)) for s in samples]
     else:
         maps = predict_val(model.net, samples, model.device)
 

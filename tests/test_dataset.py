@@ -84,8 +84,8 @@ def test_bad_inputs_leave_nothing_behind(tmp_path):
     with pytest.raises(io.PhasesegInputError, match="labels are 10x10 but the image is 80x64"):
         build_dataset([(tmp_path / "in" / "cell0.png", wrong)], tmp_path / "out", "cort")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
-    with pytest.raises(io.PhasesegInputError, match="unknown cell type"):
-        build_dataset([], tmp_path / "out", "microglia")
+    with pytest.raises(io.PhasesegInputError, match="cell type 'micro glia': use 1-64 letters"):
+        build_dataset([], tmp_path / "out", "micro glia")
     with pytest.raises(io.PhasesegInputError, match="not an empty folder"):
         build_dataset([], tmp_path / "in", "cort")
 

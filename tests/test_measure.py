@@ -251,6 +251,10 @@ def test_cli_measure_with_labels(tmp_path, capsys):
     assert (out / "timecourse.png").read_bytes()[:4] == b"\x89PNG"
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 3  # time course, distributions, overlays
+    # the images table fits the page: what every image shares is said above it, not repeated
+    assert "The same for every image: height_px 60, width_px 80, pixel_size_um 0.5," in html
+    assert ">height_<wbr>px</th>" not in html and ">elapsed_<wbr>h</th>" in html
+    assert ">SHSY5Y_<wbr>Phase_<wbr>A1_<wbr>1_<wbr>00d08h00m_<wbr>1</td>" in html
     assert 'src="http' not in html and "<script" not in html
 
 

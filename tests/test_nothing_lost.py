@@ -199,9 +199,7 @@ def run_until(args, ready, tmp_path, sig=signal.SIGINT, ignore_sigint=True, time
     return proc.returncode, err
 
 
-# ignore_sigint=True is timing-dependent (seen once on a clean clone: the process printed
-# "interrupted" but died by SIGINT, exit -2): marked slow until the handler race is fixed.
-@pytest.mark.parametrize("ignore_sigint", [pytest.param(True, marks=pytest.mark.slow), False])
+@pytest.mark.parametrize("ignore_sigint", [True, False])
 def test_ctrl_c_during_predict_removes_its_temporaries(tmp_path, ignore_sigint):
     images = write_images(tmp_path / "imgs", 300)
     sub = tmp_path / "out" / "s.csv"

@@ -1,12 +1,15 @@
-"""The bundled model's competition score on real held-out images must not fall.
+"""The bundled model's competition score on six real annotated images must not fall.
 
-Six fold-0 images of ``../shared/data/sartorius`` (the first two of each cell type by id; the
-bundled model was trained on folds 1-4 and never saw them) are segmented through the public API
-and scored with the competition metric on their full RLE annotations. A change to the network,
-normalisation, tiling, precision, thresholds or post-processing that costs accuracy fails here.
+Six fold-0 images of ``../shared/data/sartorius`` (the first two of each cell type by id) are
+segmented through the public API and scored with the competition metric on their full RLE
+annotations. A change to the network, normalisation, tiling, precision, thresholds or
+post-processing that costs accuracy fails here. The bundled model of 2026-12-05 was trained on
+all 461 annotated images, these six included, so the test guards the inference path, not
+generalisation (that is measured under the protocol in BENCHMARKS.md, on a fold-0 twin).
 
-Measured on 2026-12-05 (2-core CPU, bundled model, no TTA): overall 0.2534 under bf16 autocast
-(0.2522 in float32); astro 0.1141, cort 0.5147, shsy5y 0.1314 (float32: 0.1130, 0.5147, 0.1289).
+Measured on 2026-12-05 (2-core CPU, bundled model, no TTA): overall 0.2537 under bf16 autocast
+(0.2541 in float32); astro 0.1165, cort 0.5110, shsy5y 0.1336 (float32: 0.1153, 0.5130, 0.1340).
+The previous bundled model (trained on folds 1-4, which never saw them): 0.2534 (bf16).
 The floors sit a little under these, so that the precision a machine picks (bf16 or float32)
 passes, and a real regression does not.
 """
@@ -27,15 +30,14 @@ FOLD0_IMAGES = {
     "042dc0e561a4": "shsy5y",
     "1974fbb27dcf": "shsy5y",
 }
-OVERALL_FLOOR = 0.24  # measured 0.2534 (bf16), 0.2522 (float32)
-TYPE_FLOORS = {"astro": 0.10, "cort": 0.49, "shsy5y": 0.115}  # measured 0.114, 0.515, 0.131
+OVERALL_FLOOR = 0.24  # measured 0.2537 (bf16), 0.2541 (float32)
+TYPE_FLOORS = {"astro": 0.10, "cort": 0.49, "shsy5y": 0.115}  # measured 0.117, 0.511, 0.134
 
 
-def test_bundled_model_keeps_its_score_on_held_out_fold0_images(shared_data):
+def test_bundled_model_keeps_its_score_on_fold0_images(shared_data):
     folds = pd.read_csv(shared_data / "folds.csv", dtype={"id": str}).set_index("id")
-    assert (folds.loc[list(FOLD0_IMAGES), "fold"] == 0).all()  # held out from the model's training
+    assert (folds.loc[list(FOLD0_IMAGES), "fold"] == 0).all()
     model = load_model()
-    assert model.metadata["data"]["val_fold"] == 0
     truth = io.read_train_csv(shared_data / "train.csv")
     truth = truth[truth["id"].isin(set(FOLD0_IMAGES))]
 

@@ -681,13 +681,16 @@ def _report_html(
             f"{first['confluence_pct']:g}% -> {last['confluence_pct']:g}%."
         )
         sections.append(Section("Time course", text, tc_png, tc))
+    table, same = _varying_columns(images.drop(columns=["file"]))
     sections.append(
         Section(
             "Images",
             f"{summary.n_images} images measured, {summary.n_cells} cells"
             + (f"; {len(summary.failed)} skipped" if summary.failed else "")
-            + ". Columns are documented in docs/measure_columns.md.",
-            table=images.drop(columns=["file"]).set_index("image_id"),
+            + (f". The same for every image: {same}" if same else "")
+            + ". The full table is images.csv; its columns are documented in "
+            "docs/measure_columns.md.",
+            table=table,
         )
     )
     if summary.n_cells:
@@ -713,6 +716,20 @@ def _report_html(
     if summary.failed:
         sections.append(Section("Skipped images", " | ".join(summary.failed)))
     return render_html("phaseseg measure", sections, meta=f"{summary.n_images} images")
+
+
+def _varying_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """``table`` without the columns (but the first) that hold one value in every row, so it
+    fits the page, and those columns as text (``"height_px 520, well B10"``)."""
+    if len(table) < 2:
+        return table, ""
+    same = [c for c in table.columns[1:] if table[c].nunique(dropna=False) == 1]
+    text = ", ".join(f"{c} {_text(table[c].iloc[0])}" for c in same)
+    return table.drop(columns=same), text
+
+
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _plot_distributions(dist: dict[str, list[np.ndarray]], pixel_size: float | None) -> Figure:

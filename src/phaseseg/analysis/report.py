@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ class Section:
     png : bytes or None
         A PNG image, embedded as base64.
     table : pd.DataFrame or None
-        Shown below the figure.
+        Shown below the figure (see :func:`table_html`).
     """
 
     title: str
@@ -95,11 +96,38 @@ h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #eee; }
 .meta { color: #666; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
-table { border-collapse: collapse; font-size: 90%; margin: 1em 0; }
-th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
-th { background: #f5f5f5; }
-td:first-child, th:first-child { text-align: left; }
+.table { max-width: 100%; overflow-x: auto; margin: 1em 0; }
+table { border-collapse: collapse; font-size: 90%; }
+th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
+th { background: #f5f5f5; vertical-align: bottom; }
+td:first-child, th:first-child { text-align: left; overflow-wrap: break-word; }
 """
+
+
+def table_html(table: pd.DataFrame) -> str:
+    """A table as HTML that fits the page: column names and the first column's values (image
+    ids) may break after ``_``; a table still too wide scrolls sideways inside its box
+    instead of widening the page. A default ``RangeIndex`` is not shown.
+
+    >>> table_html(pd.DataFrame({"n_cells": [3]})).count("n_<wbr>cells")
+    1
+    """
+    text = table.to_html(
+        border=0,
+        float_format=_fmt,
+        na_rep="",
+        index=not isinstance(table.index, pd.RangeIndex),
+    )
+    text = re.sub(r"<th([^>]*)>([^<]*)</th>", _breakable, text)
+    text = re.sub(r"(<tr>\s*)<td([^>]*)>([^<]*)</td>", _breakable, text)
+    return f'<div class="table">{text}</div>'
+
+
+def _breakable(m: re.Match[str]) -> str:
+    """A matched cell with a line-break opportunity after each ``_``."""
+    if len(m.groups()) == 3:
+        return f"{m[1]}<td{m[2]}>{m[3].replace('_', '_<wbr>')}</td>"
+    return f"<th{m[1]}>{m[2].replace('_', '_<wbr>')}</th>"
 
 
 def render_html(title: str, sections: Sequence[Section], meta: str = "") -> str:
@@ -133,7 +161,7 @@ def render_html(title: str, sections: Sequence[Section], meta: str = "") -> str:
         if s.png is not None:
             parts.append(f'<img src="{png_data_uri(s.png)}" alt="{html.escape(s.title)}">')
         if s.table is not None:
-            parts.append(s.table.to_html(border=0, float_format=_fmt, na_rep=""))
+            parts.append(table_html(s.table))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

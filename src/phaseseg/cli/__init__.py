@@ -20,7 +20,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from phaseseg import __version__
-from phaseseg.cli import eda, evaluate, make_dataset, measure, predict, train, validate
+from phaseseg.cli import (
+    eda,
+    evaluate,
+    finetune,
+    make_dataset,
+    measure,
+    predict,
+    train,
+    validate,
+)
 from phaseseg.io import PhasesegInputError
 
 
@@ -32,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"phaseseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (evaluate, validate, eda, train, make_dataset, predict, measure):
+    for command in (evaluate, validate, eda, train, make_dataset, finetune, predict, measure):
         command.add_parser(sub)
     return parser
 
@@ -113,3 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `phaseseg evaluate ... | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def run() -> None:
+    """The console script: :func:`main`, then exit with its code.
+
+    An interrupted command exits at once with its code (130 or 143) after flushing the logs and
+    streams: CPython's exit path kills the process with SIGINT instead (exit -2) when a
+    KeyboardInterrupt, later caught, first passed through code that C extensions run with
+    ``PyRun_String`` (its ``_Py_UnhandledKeyboardInterrupt`` flag stays set), which made the
+    exit status depend on where the signal landed.
+    """
+    code = main()
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)

@@ -1,5 +1,3 @@
-import sys
+from phaseseg.cli import run
 
-from phaseseg.cli import main
-
-sys.exit(main())
+run()

@@ -33,7 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files or folders (with --coco: one folder)")
     p.add_argument("--labels", help="folder of label images named like the images")
     p.add_argument("--coco", help="COCO/LIVECell instance JSON file instead of label images")
-    p.add_argument("--cell-type", required=True, choices=CELL_TYPES, help="the culture")
+    p.add_argument(
+        "--cell-type",
+        required=True,
+        help=f"the culture: {', '.join(CELL_TYPES)}, or a name of your own (fine-tuning adds it "
+        "to the model as a new cell type)",
+    )
     p.add_argument("--out", required=True, help="new folder: train/, train.csv, folds.csv")
     p.add_argument("--folds", type=int, default=5, help="folds in folds.csv (default 5)")
     p.set_defaults(func=_cmd_make_dataset)

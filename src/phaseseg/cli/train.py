@@ -16,6 +16,8 @@ _TRAIN_FLAGS = (
     "tune",
     "input_scale",
     "precision",
+    "minutes",
+    "freeze",
 )
 
 
@@ -46,19 +48,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         use_all_cores()
     result = fit(args.data_dir, out, cfg, resume=args.resume, device=args.device)
     print(f"model written to {out} (configuration: {result.config_path})")
-    scores = result.headline
-    if scores is not None:
-        how = "tuned thresholds" if "tuned" in result.scores else "thresholds not tuned"
-        declared = result.data_cell_types[0] if result.thresholds_by == "declared" else None
-        if declared:
-            how += f" of the declared cell type {declared}"
-        print(
-            f"fold {cfg.val_fold} score ({how}): {scores['overall']:.4f}  "
-            + "  ".join(f"{t} {scores[t]:.4f}" for t in result.cell_types if t in scores)
-        )
-        if declared:
-            print(f"segment such images with: phaseseg predict ... --cell-type {declared}")
+    print_headline(result)
     return 0
+
+
+def print_headline(result) -> None:  # noqa: ANN001 - a phaseseg.train.FitResult
+    """The validation score a model stands for, one line: on a data set of one declared cell
+    type only that type's score (e.g. the new culture a fine-tune added), else overall and per
+    type; then how to segment such images."""
+    scores = result.headline
+    if scores is None:
+        return
+    how = "tuned thresholds" if "tuned" in result.scores else "thresholds not tuned"
+    fold = result.config.val_fold
+    if result.thresholds_by == "declared":
+        declared = result.data_cell_types[0]
+        print(f"fold {fold} score of {declared} ({how}): {scores[declared]:.4f}")
+        print(f"segment such images with: phaseseg predict ... --cell-type {declared}")
+        return
+    print(
+        f"fold {fold} score ({how}): {scores['overall']:.4f}  "
+        + "  ".join(f"{t} {scores[t]:.4f}" for t in result.cell_types if t in scores)
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +95,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=["auto", "bf16", "fp32"],
         help="arithmetic: auto (default) = bf16 where the CPU/GPU computes it natively, else fp32",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="wall-clock budget of the training loop; --steps is then only a cap (the learning "
+        "rate decays over the minutes)",
+    )
+    p.add_argument(
+        "--freeze",
+        choices=["none", "encoder"],
+        help="keep the encoder's weights and statistics fixed (default none)",
     )
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 2500)")

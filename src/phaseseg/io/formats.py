@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".png")
 
+#: TIFF ``Software`` tag of the label TIFFs phaseseg writes (how its napari reader knows them).
+LABELS_SOFTWARE = "phaseseg"
+
 # --------------------------------------------------------------------------- COCO RLE
 
 
@@ -441,7 +444,8 @@ def write_labels(
     ----------
     path : path-like
         ``.tif``/``.tiff`` (deflate-compressed; uint16 when the largest label is below 65536,
-        else uint32) or ``.png`` (16-bit; labels must fit).
+        else uint32; the ``Software`` tag says ``phaseseg``, see :func:`is_phaseseg_labels`)
+        or ``.png`` (16-bit; labels must fit).
     labels : (H, W) int array
         0 = background.
     relabel : bool
@@ -481,9 +485,38 @@ def write_labels(
                 labels.astype(dtype),
                 compression="zlib",
                 photometric="minisblack",
+                software=LABELS_SOFTWARE,
                 metadata=metadata or {},
             )
     return path
+
+
+def is_phaseseg_labels(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a label TIFF written by :func:`write_labels` (its ``Software`` tag).
+
+    Any other file, unreadable or missing ones included, gives False; nothing is raised.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> labels = np.zeros((8, 8), np.int32); labels[2:5, 2:5] = 1
+    >>> is_phaseseg_labels(write_labels(folder / "a.tif", labels))
+    True
+    >>> is_phaseseg_labels(folder / "missing.tif")
+    False
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            software = tif.pages.first.software
+    except Exception:  # noqa: BLE001 - not a TIFF phaseseg can read: not ours
+        return False
+    return isinstance(software, str) and software.split(" ")[0] == LABELS_SOFTWARE
 
 
 def read_label_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -7,6 +7,7 @@ A model file is a ``torch.save`` dict of tensors and plain Python values, read b
      "net": {...NetConfig...}, "train": {...TrainConfig...},
      "postprocess": {"astro": {...}, "cort": {...}, "shsy5y": {...}},
      "cell_types": ["astro", "cort", "shsy5y"], "data": {...}, "scores": {...}, "seed": 0,
+     "added_cell_types": {...},  # optional: cell types fine-tuning added
      "state_dict": {...}}
 
 A file is data from anywhere, so :func:`load_model_file` checks it before anything is built
@@ -134,6 +135,9 @@ def check_model_payload(payload: dict[str, Any]) -> None:
       :class:`~phaseseg.segment.postprocess.PostprocessParams` fields, ``fg_thresh``,
       ``seed_thresh`` and ``min_size`` required; numbers, not strings; probabilities
       (:data:`UNIT_THRESHOLDS`) in [0, 1], ``min_size`` a whole number in 0-:data:`MAX_MIN_SIZE`;
+    * ``added_cell_types`` (optional; files of earlier versions have none): the cell types that
+      fine-tuning added to the head, ``{name: {"initialised_from": known name, "images": n}}``,
+      every name among ``cell_types``;
     * ``train``, ``data``, ``scores``, ``init``: dicts when present (``train`` is free-form:
       older versions' options such as ``bf16`` stay readable); ``data["val_fold"]`` an int or
       None; ``seed`` an int;
@@ -143,6 +147,7 @@ def check_model_payload(payload: dict[str, Any]) -> None:
     net = _check_net(payload.get("net"))
     cell_types = _check_cell_types(payload, net["n_cell_types"])
     _check_postprocess(payload.get("postprocess"), cell_types)
+    _check_added_cell_types(payload.get("added_cell_types"), cell_types)
     for key in ("train", "data", "scores", "init"):
         if key in payload and not isinstance(payload[key], dict):
             raise ModelFileProblem(f"{key} must be a dict, got {_kind(payload[key])}")
@@ -206,6 +211,27 @@ def _check_cell_types(payload: dict[str, Any], n_cell_types: int) -> list[str]:
             f"cell_types names {len(names)} types but net n_cell_types is {n_cell_types}"
         )
     return list(names)
+
+
+def _check_added_cell_types(added: Any, cell_types: list[str]) -> None:
+    if added is None:
+        return
+    if not isinstance(added, dict):
+        raise ModelFileProblem(f"added_cell_types must be a dict, got {_kind(added)}")
+    for name, info in added.items():
+        where = f"added_cell_types {name}"
+        if name not in cell_types:
+            raise ModelFileProblem(f"{where}: not among cell_types {', '.join(cell_types)}")
+        if not isinstance(info, dict):
+            raise ModelFileProblem(f"{where} must be a dict, got {_kind(info)}")
+        source = info.get("initialised_from")
+        if source not in cell_types or source == name:
+            raise ModelFileProblem(
+                f"{where} initialised_from must name another of cell_types, got {source!r}"
+            )
+        images = info.get("images", 0)
+        if not (_is_int(images) and images >= 0):
+            raise ModelFileProblem(f"{where} images must be a whole number, got {images!r}")
 
 
 def _check_postprocess(post: Any, cell_types: list[str]) -> None:

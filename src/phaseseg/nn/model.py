@@ -13,8 +13,9 @@ Output: a dict with
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -195,8 +196,47 @@ def _copy_into(old: nn.Module, new: Any, widths_old: list[int], widths_new: list
         new.num_batches_tracked.copy_(old.num_batches_tracked)
 
 
+def add_cell_types(net: UNet, sources: list[int]) -> UNet:
+    """A copy of ``net`` whose cell-type head has one more class per entry of ``sources``.
+
+    New class ``n_cell_types + i`` starts as a copy of class ``sources[i]`` (its weights and
+    bias: the closest known type): the known classes keep their logits, and the new one has
+    its source's, tied with it until training tells them apart. Everything else is ``net``'s
+    (copied, not shared).
+
+    >>> net = UNet(NetConfig(channels=(4, 8), convs_per_block=1))
+    >>> grown = add_cell_types(net, [2])
+    >>> grown.config.n_cell_types, tuple(grown.type_head.weight.shape)
+    (4, (4, 8))
+    >>> bool((grown.type_head.weight[3] == net.type_head.weight[2]).all())
+    True
+    """
+    n = net.config.n_cell_types
+    if not all(0 <= s < n for s in sources):
+        raise ValueError(f"source classes {sources} not all in 0..{n - 1}")
+    new_net = copy.deepcopy(net)
+    new_net.config = replace(net.config, n_cell_types=n + len(sources))
+    old = net.type_head
+    head = nn.Linear(old.in_features, n + len(sources)).to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        rows = list(range(n)) + list(sources)
+        head.weight.copy_(old.weight[rows])
+        head.bias.copy_(old.bias[rows])
+    new_net.type_head = head
+    return new_net
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["NetConfig", "UNet", "build_model", "can_widen", "count_parameters", "field", "widen"]
+__all__ = [
+    "NetConfig",
+    "UNet",
+    "add_cell_types",
+    "build_model",
+    "can_widen",
+    "count_parameters",
+    "field",
+    "widen",
+]

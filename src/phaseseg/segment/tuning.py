@@ -42,11 +42,14 @@ def predict_val(
     net, samples: list[Sample], device, precision: str = "auto"
 ) -> list[tuple[np.ndarray, ...]]:
     """Network maps ``(fg, dist, type_probs)`` of every validation sample (float32 ``(H, W)``,
-    ``(H, W)``, ``(n_types,)``), as at inference time."""
+    ``(H, W)``, ``(n_types,)``), as at inference time. Every module is left in the mode
+    (training or evaluation) it was in."""
+    modes = [(m, m.training) for m in net.modules()]  # e.g. a frozen encoder stays in eval
     net.eval()
     images = (s.image for s in tqdm(samples, desc="val", leave=False))
     maps = [tuple(m) for m in iter_maps(net, images, device, precision=precision)]
-    net.train()
+    for module, training in modes:
+        module.train(training)
     return maps
 
 
@@ -99,15 +102,21 @@ def tune_postprocess(
     maps: list[tuple[np.ndarray, ...]],
     cell_types: Sequence[str] | None = None,
     by: str = "predicted",
+    base: dict[str, PostprocessParams] | None = None,
 ) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
     """Grid-search the thresholds per cell type on validation maps (by true cell type), in three
     stages: threshold seeds over foreground x seed threshold x minimum size; then h-maxima seeds
     (height x floor) with the chosen foreground threshold and minimum size; then a minimum mean
     foreground probability per cell. A later stage is kept only where it scores higher.
 
+    ``base``: the thresholds to start from (e.g. the init model's, or for a new cell type
+    those of the closest known one): a type without validation images keeps its ``base``
+    thresholds (:class:`PostprocessParams` defaults without one), and a type's ``base``
+    thresholds are kept where no grid point scores higher.
+
     Returns the thresholds of every type in ``cell_types`` (default
-    :data:`phaseseg.io.CELL_TYPES`; defaults for a type without validation images) and their
-    :func:`score_val` scores (thresholds chosen ``by`` the predicted or the declared type)."""
+    :data:`phaseseg.io.CELL_TYPES`) and their :func:`score_val` scores (thresholds chosen
+    ``by`` the predicted or the declared type)."""
     names = list(cell_types) if cell_types is not None else list(io.CELL_TYPES)
     fg_grid, seed_grid = (0.3, 0.4, 0.5, 0.6), (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     size_grid = (0, 20, 40, 80, 120, 200)
@@ -116,8 +125,9 @@ def tune_postprocess(
     best: dict[str, PostprocessParams] = {}
     for t_index, name in enumerate(names):
         group = [(s, m) for s, m in zip(samples, maps, strict=True) if s.cell_type == t_index]
+        start = (base or {}).get(name)
         if not group:
-            best[name] = PostprocessParams()
+            best[name] = start if start is not None else PostprocessParams()
             continue
         results = []
         for fg_t, seed_t in tqdm(
@@ -153,22 +163,40 @@ def tune_postprocess(
             )
             if trial_score > score:
                 score, params = trial_score, replace(params, min_score=min_score)
+        if start is not None:
+            start_score = np.mean(
+                [
+                    image_score(s.labels, maps_to_labels(m[0], m[1], **start.to_dict()))
+                    for s, m in group
+                ]
+            )
+            if start_score >= score:
+                log.info("%s: the starting thresholds score best (%.4f)", name, start_score)
+                score, params = start_score, start
         log.info("tuned %s: %s -> %.4f", name, params, score)
         best[name] = params
     return best, score_val(samples, maps, best, names, by)
 
 
-def retune(model_path: str | Path, data_dir: str | Path, device: str | None = None) -> dict:
-    """Re-tune a model file's thresholds on its validation fold (e.g. after the grid changed).
+def retune(
+    model_path: str | Path, data_dir: str | Path, device: str | None = None, on: str = "fold"
+) -> dict:
+    """Re-tune a model file's thresholds on its validation fold (e.g. after the grid changed),
+    or with ``on="all"`` on every image of ``data_dir`` (as ``phaseseg finetune`` does with
+    a few annotated images that were also trained on: in-sample, so its scores are
+    optimistic; ``scores["tuned_on"]`` records which).
 
-    The weights and everything else in the file stay as they are; ``postprocess`` and
-    ``scores["tuned"]`` are replaced. Returns the new tuned scores.
+    The weights and everything else in the file stay as they are; ``postprocess`` (of the cell
+    types the fold holds; the others keep theirs) and ``scores["tuned"]`` are replaced.
+    Returns the new tuned scores.
     """
     from phaseseg.train.samples import load_samples, read_folds  # training data: only here
 
+    if on not in ("fold", "all"):
+        raise ValueError(f"on must be 'fold' or 'all', got {on!r}")
     payload = load_model_file(model_path)
     fold = payload.get("data", {}).get("val_fold")
-    if fold is None:
+    if fold is None and on == "fold":
         raise io.PhasesegInputError(f"{model_path}: trained without a validation fold")
     dev = pick_device(device)
     net = build_model(payload["net"]).to(dev).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -177,13 +205,17 @@ def retune(model_path: str | Path, data_dir: str | Path, device: str | None = No
     folds = read_folds(Path(data_dir), df)
     names = payload.get("cell_types", list(io.CELL_TYPES))
     by = thresholds_by(payload.get("data", {}).get("cell_types", names))
-    ids = [i for i, f in folds.items() if f == fold]
+    ids = [i for i, f in folds.items() if on == "all" or f == fold]
     samples = load_samples(data_dir, ids, cell_types=names)
-    params, scores = tune_postprocess(samples, predict_val(net, samples, dev), names, by)
-    log.info("re-tuned thresholds on fold %s: %s", fold, _fmt(scores))
+    if on == "all":
+        by = thresholds_by([s.type_name for s in samples])
+    base = {k: PostprocessParams(**v) for k, v in payload["postprocess"].items()}
+    params, scores = tune_postprocess(samples, predict_val(net, samples, dev), names, by, base)
+    where = f"fold {fold}" if on == "fold" else f"all {len(samples)} images (in-sample)"
+    log.info("re-tuned thresholds on %s: %s", where, _fmt(scores))
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     meta["postprocess"] = _as_dicts(params)
-    meta["scores"] = {**meta.get("scores", {}), "tuned": scores}
+    meta["scores"] = {**meta.get("scores", {}), "tuned": scores, "tuned_on": where}
     save_model(model_path, payload["state_dict"], meta)
     return scores
 

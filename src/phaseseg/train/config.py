@@ -12,6 +12,9 @@ from typing import Any
 from phaseseg import io
 from phaseseg.nn.model import NetConfig
 
+#: What ``TrainConfig.freeze`` may hold: train every layer, or keep the encoder fixed.
+FREEZE = ("none", "encoder")
+
 
 @dataclass
 class TrainConfig:
@@ -48,12 +51,23 @@ class TrainConfig:
     )
     init: str | None = None  # start from this model file's weights ("bundled": the default)
     input_scale: float | None = None  # network's working scale; None: init's, else 1.0
+    freeze: str = "none"  # "encoder": the down path (and its BatchNorm statistics) stays fixed
+    bn_stats: str = "update"  # "keep": every BatchNorm layer keeps normalising as it was trained
+    minutes: float | None = None  # wall-clock budget of the loop; then `steps` is only a cap
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
             raise io.PhasesegInputError(
                 f"precision must be auto, bf16 or fp32; got {self.precision!r}"
             )
+        if self.freeze not in FREEZE:
+            raise io.PhasesegInputError(
+                f"freeze must be one of {', '.join(FREEZE)}; got {self.freeze!r}"
+            )
+        if self.bn_stats not in ("update", "keep"):
+            raise io.PhasesegInputError(f"bn_stats must be update or keep; got {self.bn_stats!r}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise io.PhasesegInputError(f"minutes must be positive; got {self.minutes!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -78,9 +92,20 @@ class TrainConfig:
             raise io.PhasesegInputError(f"{path}: not a readable JSON config ({e})") from None
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 0 at ``cfg.steps``."""
+def lr_factor(step: int, cfg: TrainConfig, elapsed_s: float | None = None) -> float:
+    """Linear warm-up then cosine decay to 0 at ``cfg.steps``; with a time budget
+    (``cfg.minutes``) the cosine runs over the budget's seconds instead (``elapsed_s``).
+
+    >>> cfg = TrainConfig(steps=10, warmup_steps=2)
+    >>> [round(lr_factor(s, cfg), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    >>> round(lr_factor(50, TrainConfig(minutes=1, warmup_steps=2), elapsed_s=30), 3)
+    0.5
+    """
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.minutes is not None and elapsed_s is not None:
+        progress = elapsed_s / (60 * cfg.minutes)
+    else:
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from phaseseg import io
 from phaseseg.nn.checkpoint import load_model_file, save_model
 from phaseseg.nn.device import autocast, resolve_precision
-from phaseseg.nn.model import NetConfig, UNet, build_model, can_widen, widen
+from phaseseg.nn.model import NetConfig, UNet, add_cell_types, build_model, can_widen, widen
 from phaseseg.progress import tqdm
 from phaseseg.segment.postprocess import PostprocessParams
 from phaseseg.segment.segmenter import BUNDLED_MODEL, pick_device
@@ -182,6 +182,7 @@ class FitResult(Mapping[str, Any]):
     scores: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    steps: int = 0  # training steps run (with a time budget: as many as it allowed)
 
     @property
     def headline(self) -> dict[str, float] | None:
@@ -282,6 +283,53 @@ def head_cell_types(cfg: TrainConfig, init: InitModel | None) -> list[str]:
     return names
 
 
+def declared_cell_types(data_dir: Path) -> list[str]:
+    """The cell types a data folder's ``train.csv`` declares, sorted."""
+    df = io.read_train_csv(Path(data_dir) / "train.csv")
+    return sorted(set(df["cell_type"].astype(str)))
+
+
+def closest_cell_type(
+    net: UNet, samples: list[Sample], names: list[str], device: torch.device, precision: str
+) -> str:
+    """The known cell type (of ``names``, the head's classes) that ``net`` finds most like
+    ``samples``: the largest mean predicted probability over (at most 8 of) them."""
+    maps = predict_val(net, samples[:8], device, precision)
+    mean = np.mean([m[2] for m in maps], axis=0)
+    return names[int(np.argmax(mean))]
+
+
+def grow_cell_types(
+    net: UNet,
+    new_types: list[str],
+    known: list[str],
+    samples: list[Sample],
+    device: torch.device,
+    precision: str,
+) -> tuple[UNet, dict[str, dict[str, Any]]]:
+    """Add ``new_types`` (cell types of the data that the head of ``net`` does not know, its
+    classes being ``known``) as new classes of the type head, each initialised from the
+    closest known type on its images (:func:`closest_cell_type`,
+    :func:`~phaseseg.nn.model.add_cell_types`). Returns the grown network and, per new type,
+    what the model file records (``added_cell_types``)."""
+    sources, added = [], {}
+    for name in new_types:
+        own = [s for s in samples if s.type_name == name]
+        source = closest_cell_type(net, own, known, device, precision) if own else known[0]
+        sources.append(known.index(source))
+        added[name] = {"initialised_from": source, "images": len(own)}
+        log.info(
+            "new cell type %s: the type head grows a class, initialised from %s (the closest "
+            "known type on its %d images); its thresholds start as %s's and are tuned",
+            name,
+            source,
+            len(own),
+            source,
+        )
+    grown = add_cell_types(net, sources)
+    return grown.to(device).to(memory_format=torch.channels_last), added  # type: ignore[call-overload]
+
+
 def load_data(
     data_dir: Path, cfg: TrainConfig, cell_types: list[str], cache_dir: Path | None = None
 ) -> TrainingData:
@@ -346,10 +394,14 @@ class _Run:
     """A run's moving parts: the network, its moving average, the optimiser and schedule, and
     the counters saved in the training state (``<out>.state.pt``)."""
 
-    def __init__(self, net: torch.nn.Module, cfg: TrainConfig, out: Path):
+    def __init__(self, net: UNet, cfg: TrainConfig, out: Path):
         self.net, self.cfg, self.out = net, cfg, out
         self.ema = copy.deepcopy(net).eval() if cfg.ema_decay > 0 else None
-        self.opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        frozen = net.down if cfg.freeze == "encoder" else None
+        if frozen is not None:
+            frozen.requires_grad_(False)
+        trainable = [p for p in net.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
         self.state: dict[str, Any] = {
             "step": 0,
@@ -361,6 +413,27 @@ class _Run:
     @property
     def state_path(self) -> Path:
         return _state_path(self.out)
+
+    def train_mode(self) -> None:
+        """The network in training mode, except a frozen encoder (``freeze="encoder"``) and,
+        with ``bn_stats="keep"``, every BatchNorm layer: they keep normalising with the
+        statistics they were trained with (a few images' crops would replace them)."""
+        self.net.train()
+        if self.cfg.freeze == "encoder":
+            self.net.down.eval()
+        if self.cfg.bn_stats == "keep":
+            for module in self.net.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
+
+    def set_lr(self, step: int) -> None:
+        """With a time budget, the learning rate of ``step`` from the seconds spent so far
+        (:func:`~phaseseg.train.config.lr_factor`); without one the step-based scheduler
+        sets it."""
+        if self.cfg.minutes is not None:
+            factor = lr_factor(step, self.cfg, self.state["elapsed_s"])
+            for group in self.opt.param_groups:
+                group["lr"] = self.cfg.lr * factor
 
     def restore(self, device: torch.device) -> None:
         """Continue from the training state, if there is one."""
@@ -405,9 +478,10 @@ class _Validation:
         cfg: TrainConfig,
         cell_types: list[str],
         by: str,
+        base: dict[str, PostprocessParams],
     ):
         self.samples, self.device, self.cfg = samples, device, cfg
-        self.cell_types, self.by = cell_types, by
+        self.cell_types, self.by, self.base = cell_types, by, base
 
     def maps(self, net: torch.nn.Module) -> list[tuple[np.ndarray, ...]]:
         return predict_val(net, self.samples, self.device, self.cfg.precision)
@@ -416,7 +490,8 @@ class _Validation:
         return score_val(self.samples, self.maps(net), params, self.cell_types, self.by)
 
     def tune(self, net: torch.nn.Module) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
-        return tune_postprocess(self.samples, self.maps(net), self.cell_types, self.by)
+        maps = self.maps(net)
+        return tune_postprocess(self.samples, maps, self.cell_types, self.by, self.base)
 
 
 def _evaluate(
@@ -451,37 +526,63 @@ def _train_loop(
     metadata: dict[str, Any],
     device: torch.device,
 ) -> None:
-    """Steps from the saved one to ``cfg.steps``: validation every ``eval_every`` steps and at
-    the end, the training state every ``checkpoint_every`` steps and on Ctrl-C. A progress bar on
-    a terminal; elsewhere (a log file) a plain line every twentieth of the run."""
+    """Steps from the saved one to ``cfg.steps`` (with ``cfg.minutes``: until the loop has run
+    that long, or ``cfg.steps``): validation every ``eval_every`` steps and at the end, the
+    training state every ``checkpoint_every`` steps and on Ctrl-C. A progress bar on a terminal
+    (of steps, or of the budget's seconds); elsewhere (a log file) a plain line every twentieth
+    of the run."""
     cfg, state = run.cfg, run.state
-    run.net.train()
+    run.train_mode()
     workers = cfg.num_workers if cfg.num_workers is not None else 8 * (device.type == "cuda")
     batches = iter_batches(samples, cfg, state["step"], workers, pin=device.type == "cuda")
     t_start = time.monotonic() - state["elapsed_s"]
     first_step, t_first = state["step"], time.monotonic()
+    budget = 60 * cfg.minutes if cfg.minutes is not None else None
     every = max(1, cfg.steps // 20)
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step")
+    if budget is None:
+        bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step")
+    else:
+        total_s = int(round(budget))
+        bar = tqdm(
+            total=total_s, initial=min(int(state["elapsed_s"]), total_s), desc="train", unit="s"
+        )
+    next_line = state["elapsed_s"] + (budget or 0) / 20
     try:
-        for step, batch in zip(range(state["step"], cfg.steps), batches, strict=True):
+        for step, batch in zip(range(state["step"], cfg.steps), batches, strict=False):
+            run.set_lr(step)
             loss, parts = train_step(run.net, run.opt, run.ema, batch, cfg, step)
             run.sched.step()
             state["step"] = step + 1
             state["elapsed_s"] = time.monotonic() - t_start
-            bar.update(1)
+            bar.update(1 if budget is None else min(int(state["elapsed_s"]), bar.total) - bar.n)
             if step % 10 == 0:  # reading a loss waits for the GPU: not at every step
                 parts = {"loss": loss, **parts}
-                bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
-            done = state["step"] == cfg.steps
-            if bar.disable and (state["step"] % every == 0 or done):
+                shown = {k: f"{v.item():.3f}" for k, v in parts.items()}
+                bar.set_postfix({"step": state["step"], **shown} if budget else shown)
+            if budget is None:
+                done = state["step"] == cfg.steps
+                line_due = state["step"] % every == 0 or done
+            else:
+                done = state["elapsed_s"] >= budget or state["step"] == cfg.steps
+                line_due = state["elapsed_s"] >= next_line or done
+            if bar.disable and line_due:
                 per_step = (time.monotonic() - t_first) / (state["step"] - first_step)
+                if budget is None:
+                    of, left = f"{cfg.steps}", per_step * (cfg.steps - state["step"])
+                else:
+                    while next_line <= state["elapsed_s"]:  # slow steps: one line, not several
+                        next_line += budget / 20
+                    of, left = (
+                        f"~{state['step'] + int((budget - state['elapsed_s']) / per_step)}",
+                        max(0.0, budget - state["elapsed_s"]),
+                    )
                 log.info(
-                    "train: step %d/%d, loss %.3f, %s elapsed, %s left",
+                    "train: step %d/%s, loss %.3f, %s elapsed, %s left",
                     state["step"],
-                    cfg.steps,
+                    of,
                     loss.item(),
                     _duration(state["elapsed_s"]),
-                    _duration(per_step * (cfg.steps - state["step"])),
+                    _duration(left),
                 )
             if val is not None and (state["step"] % cfg.eval_every == 0 or done):
                 _evaluate(run, val, params, metadata)
@@ -492,6 +593,8 @@ def _train_loop(
                 )
             if state["step"] % cfg.checkpoint_every == 0 or done:
                 run.save_state()
+            if done:
+                break
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
         run.save_state()
         log.warning("interrupted at step %d; continue with --resume", state["step"])
@@ -531,8 +634,10 @@ def _metadata(
     data_dir: Path,
     init: InitModel | None,
     by: str,
+    added: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """What the model file records besides weights, thresholds and scores."""
+    """What the model file records besides weights, thresholds and scores; the cell types
+    that fine-tuning added (``added_cell_types``: this run's and the init model's)."""
     metadata: dict[str, Any] = {
         "net": net.config.to_dict(),
         "train": asdict(cfg),
@@ -547,6 +652,9 @@ def _metadata(
             "thresholds_by": by,
         },
     }
+    added = {**(init.payload.get("added_cell_types", {}) if init else {}), **added}
+    if added:
+        metadata["added_cell_types"] = added
     if init is not None:  # provenance: what the starting weights were trained on, and how long
         metadata["init"] = {
             "path": str(init.path),
@@ -578,6 +686,12 @@ def fit(
     On a data set of one declared cell type (e.g. a ``make-dataset`` folder) validation and
     tuning choose each image's thresholds by that type, not by the type head's guess
     (``thresholds_by``); predict such images with ``--cell-type``.
+
+    Cell types of the data that the model does not know (e.g. ``make-dataset --cell-type
+    mycells``) are added to it (:func:`grow_cell_types`): the type head gets a class per new
+    type, initialised from the closest known type, whose thresholds it starts from; the model
+    file lists them in ``cell_types`` and ``added_cell_types``. Known types keep the init
+    model's thresholds unless the validation fold holds images of them.
     """
     out, data_dir = Path(out), Path(data_dir)
     given = cfg if cfg is not None else TrainConfig()
@@ -586,20 +700,31 @@ def fit(
     torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
     init = InitModel.load(given.init)
     cfg, grow = resolve_config(given, init)
-    cell_types = head_cell_types(cfg, init)
+    known = head_cell_types(cfg, init)
+    new_types = [t for t in declared_cell_types(data_dir) if t not in known]
+    cell_types = known + new_types
     log.info("device %s", dev)
     data = load_data(data_dir, cfg, cell_types, cache_dir=out.parent / ".phaseseg-cache")
     by = thresholds_by(data.cell_types)
-    if by == "declared":
+    if by == "declared" and data.val:
         log.info("one declared cell type (%s): validated with its thresholds", data.cell_types[0])
     net = build_network(cfg, init, grow, dev)
+    params = {  # the thresholds to start from: the init model's, else the defaults
+        t: PostprocessParams(**init.payload["postprocess"][t]) if init else PostprocessParams()
+        for t in known
+    }
+    added: dict[str, dict[str, Any]] = {}
+    if new_types:
+        samples = data.train + data.val
+        net, added = grow_cell_types(net, new_types, known, samples, dev, cfg.precision)
+        params.update({t: params[a["initialised_from"]] for t, a in added.items()})
+        cfg = replace(cfg, net=net.config.to_dict())
     run = _Run(net, cfg, out)
     if resume:
         run.restore(dev)
-    metadata = _metadata(cfg, net, cell_types, data, data_dir, init, by)
-    default_params = {t: PostprocessParams() for t in cell_types}
-    val = _Validation(data.val, dev, cfg, cell_types, by) if data.val else None
-    _train_loop(run, data.train, val, default_params, metadata, dev)
+    metadata = _metadata(cfg, net, cell_types, data, data_dir, init, by, added)
+    val = _Validation(data.val, dev, cfg, cell_types, by, params) if data.val else None
+    _train_loop(run, data.train, val, params, metadata, dev)
     scores = _finish(run, val, metadata) if val is not None else {}
     return FitResult(
         model_path=out,
@@ -611,6 +736,7 @@ def fit(
         scores=scores,
         history=run.state["history"],
         train_seconds=round(run.state["elapsed_s"], 1),
+        steps=run.state["step"],
     )
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,6 +45,27 @@ log = logging.getLogger(__name__)
 
 LABEL_SUFFIXES = ("", "_masks", "_labels", "_label", "_mask")  # Cellpose, napari, Fiji habits
 LABEL_EXTENSIONS = (".tif", ".tiff", ".png")
+
+
+CELL_TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_cell_type_name(name: str) -> None:
+    """Raise :class:`PhasesegInputError` unless ``name`` can name a cell type: 1-64 letters,
+    digits, ``_``, ``-`` or ``.``, starting with a letter or digit.
+
+    >>> check_cell_type_name("iPSC-neurons")
+    >>> try:
+    ...     check_cell_type_name("my cells")
+    ... except ValueError as e:
+    ...     print(e)
+    cell type 'my cells': use 1-64 letters, digits, _, - or . (starting with a letter or digit)
+    """
+    if not CELL_TYPE_NAME.fullmatch(name):
+        raise io.PhasesegInputError(
+            f"cell type {name!r}: use 1-64 letters, digits, _, - or . "
+            "(starting with a letter or digit)"
+        )
 
 
 def pair_label_images(
@@ -108,16 +130,15 @@ def build_dataset(
     items : pairs of an image file (any format :func:`phaseseg.io.read_image` reads) and its
         label image ((H, W) ints, 0 = background), as a path or an array.
     out : the folder to create; it must not exist or be empty.
-    cell_type : one of :data:`phaseseg.io.CELL_TYPES` (the model's cell-type head learns it).
+    cell_type : the culture: one of :data:`phaseseg.io.CELL_TYPES`, or a name of your own
+        (letters, digits, ``_``, ``-``, ``.``), which fine-tuning adds to the model as a new
+        cell type (:func:`phaseseg.train.fit`).
     n_folds : number of folds in ``folds.csv``.
 
     Returns the folds table (``id, cell_type, fold``).
     """
     out = Path(out)
-    if cell_type not in io.CELL_TYPES:
-        raise io.PhasesegInputError(
-            f"unknown cell type {cell_type!r}; choose one of {', '.join(io.CELL_TYPES)}"
-        )
+    check_cell_type_name(cell_type)
     if n_folds < 1:
         raise io.PhasesegInputError(f"n_folds must be at least 1, got {n_folds}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -1,0 +1,91 @@
+"""The Qt-free part of the napari plugin: an image layer's data in, labels and features out.
+
+>>> import numpy as np
+>>> labels = np.zeros((32, 32), np.int32); labels[4:12, 4:12] = 1; labels[20:28, 18:30] = 2
+>>> features = cell_features(labels, np.full((32, 32), 90, np.uint8), "demo")
+>>> features[["index", "cell_id", "area_px"]].to_numpy().tolist()
+[[1, 1, 64], [2, 2, 96]]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from phaseseg.analysis.measure import measure_cells
+from phaseseg.io import PhasesegInputError, _to_gray_uint8
+
+
+def layer_image(data: Any, name: str, rgb: bool = False) -> np.ndarray:
+    """An image layer's data as the gray ``(H, W)`` image phaseseg segments.
+
+    Parameters
+    ----------
+    data : array-like or list of them
+        ``layer.data``: ``(H, W)`` of any real dtype, ``(H, W, 3|4)`` when ``rgb``, or a
+        multiscale list (its full-resolution level is used).
+    name : str
+        The layer's name, for error messages.
+    rgb : bool
+        ``layer.rgb``: converted to gray (as ``phaseseg predict`` converts RGB files).
+
+    Returns
+    -------
+    (H, W) array
+        uint8 for RGB input, else ``data`` as it is (the model scales other dtypes itself).
+
+    Raises :class:`PhasesegInputError` naming the layer for stacks and volumes.
+    """
+    if isinstance(data, (list, tuple)):
+        data = data[0]
+    image = np.asarray(data)
+    if rgb:
+        return _to_gray_uint8(image, Path(name), warn=False)
+    image = np.squeeze(image)
+    if image.ndim != 2 or image.size == 0:
+        raise PhasesegInputError(
+            f"layer {name!r}: expected a 2-D image, got shape {image.shape} "
+            "(segment stacks frame by frame with `phaseseg measure`)"
+        )
+    if not (np.issubdtype(image.dtype, np.number) or image.dtype == bool):
+        raise PhasesegInputError(f"layer {name!r}: {image.dtype} pixels, not an image")
+    return image
+
+
+def cell_features(
+    labels: np.ndarray, image: np.ndarray, image_id: str, pixel_size: float | None = None
+) -> pd.DataFrame:
+    """The Labels layer's ``features``: one row per cell, the columns of ``cells.csv``.
+
+    :func:`phaseseg.analysis.measure.measure_cells` of ``labels`` (int (H, W)) in ``image``
+    ((H, W)), with napari's ``index`` column (the label value, = ``cell_id``) put first, so
+    napari matches rows to labels when it shows a cell's values on hover.
+    """
+    cells = measure_cells(labels, image, image_id, pixel_size)
+    cells.insert(0, "index", cells["cell_id"].to_numpy())
+    return cells
+
+
+def pixel_size_um(scale: Any, units: Any = None) -> float | None:
+    """µm per pixel from a layer's ``scale`` and ``units`` (its last two axes), or None.
+
+    Known only when both axes have the same scale and their unit is a length (napari's
+    readers of microscope formats set them from the metadata); a layer in pixels gives None.
+
+    >>> pixel_size_um((0.65, 0.65), ("micrometer", "micrometer"))
+    0.65
+    >>> pixel_size_um((1.0, 1.0), ("pixel", "pixel")) is None
+    True
+    """
+    if units is None or len(scale) < 2 or len(units) < 2:
+        return None
+    to_um = {"micrometer": 1.0, "micron": 1.0, "um": 1.0, "µm": 1.0, "nanometer": 1e-3,
+             "nm": 1e-3, "millimeter": 1e3, "mm": 1e3}  # fmt: skip
+    fy, fx = (to_um.get(str(u)) for u in units[-2:])
+    sy, sx = (float(s) for s in scale[-2:])
+    if fy is None or fy != fx or sy != sx or not sy > 0:
+        return None
+    return sy * fy

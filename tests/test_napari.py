@@ -1,0 +1,148 @@
+"""The napari plugin: manifest, reader, and the dock widget on a viewer model under Qt offscreen.
+
+Skipped when napari (``phaseseg[napari]``) is not installed. The widget is tested on a
+``napari.components.ViewerModel`` (the viewer without its OpenGL canvas, which offscreen Qt
+cannot draw) with pytest-qt's ``qtbot``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt makes the QApplication
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("qtpy.QtWidgets")  # fails where Qt's system libraries (libGL, ...) are missing
+pytest.importorskip("pytestqt")
+npe2 = pytest.importorskip("npe2")
+
+from phaseseg.analysis.measure import measure_cells  # noqa: E402
+from phaseseg.io.formats import write_labels  # noqa: E402
+from phaseseg.napari.layers import layer_image, pixel_size_um  # noqa: E402
+from phaseseg.napari.reader import get_reader  # noqa: E402
+
+# napari's and npe2's models use pydantic features deprecated in pydantic 2 (not ours to fix)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pydantic")
+
+MANIFEST = Path(__file__).parents[1] / "src" / "phaseseg" / "napari" / "napari.yaml"
+SAMPLE = Path(__file__).parents[1] / "samples" / "SHSY5Y_Phase_B10_1_03d08h00m_1.tif"
+
+
+def test_manifest_validates_and_its_python_names_import():
+    manifest = npe2.PluginManifest.from_file(MANIFEST)
+    manifest.validate_imports()  # raises when a python_name does not import
+    assert manifest.name == "phaseseg"
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Segment cells"]
+    assert manifest.contributions.readers[0].filename_patterns == ["*.tif", "*.tiff"]
+
+
+def test_reader_opens_phaseseg_label_tiffs_and_leaves_other_tiffs(tmp_path):
+    import tifffile
+
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 3:9], labels[10:18, 12:25] = 1, 7
+    ours = write_labels(tmp_path / "cells.tif", labels)
+    reader = get_reader(str(ours))
+    assert reader is not None
+    [(data, meta, kind)] = reader(str(ours))
+    assert kind == "labels" and meta["name"] == "cells"
+    np.testing.assert_array_equal(data, labels)
+
+    tifffile.imwrite(tmp_path / "image.tif", labels.astype(np.uint16))  # same pixels, not ours
+    (tmp_path / "broken.tif").write_bytes(b"II*\0 not a tiff")
+    assert get_reader(str(tmp_path / "image.tif")) is None
+    assert get_reader(str(tmp_path / "broken.tif")) is None
+    assert get_reader(str(tmp_path / "missing.tif")) is None
+    assert get_reader([str(ours), str(ours)]) is None
+
+
+def test_layer_image_converts_rgb_and_refuses_stacks():
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 1] = 200
+    gray = layer_image(rgb, "rgb", rgb=True)
+    assert gray.shape == (6, 8) and gray.dtype == np.uint8 and gray[0, 0] == round(0.587 * 200)
+    assert layer_image([np.ones((6, 8)), np.ones((3, 4))], "pyramid").shape == (6, 8)
+    with pytest.raises(Exception, match=r"layer 'stack': expected a 2-D image, got shape \(3,"):
+        layer_image(np.zeros((3, 6, 8)), "stack")
+
+
+def test_pixel_size_from_layer_scale_and_units():
+    assert pixel_size_um((2.0, 0.5, 0.5), ("second", "micrometer", "micrometer")) == 0.5
+    assert pixel_size_um((500.0, 500.0), ("nanometer", "nanometer")) == 0.5
+    assert pixel_size_um((0.5, 0.6), ("micrometer", "micrometer")) is None
+    assert pixel_size_um((1.0, 1.0)) is None
+
+
+@pytest.fixture
+def viewer_model():
+    from napari.components import ViewerModel
+
+    return ViewerModel()
+
+
+def _segment(widget, qtbot):
+    worker = widget.run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    return worker
+
+
+def test_widget_segments_the_selected_layer_with_features(viewer_model, qtbot):
+    from phaseseg.io import read_image
+    from phaseseg.napari.widget import SegmentWidget
+
+    image = read_image(SAMPLE)[:192, :256]
+    viewer_model.add_image(np.zeros((64, 64), np.uint8), name="other")
+    viewer_model.add_image(image, name="sample", scale=(0.5, 0.5))
+    widget = SegmentWidget(viewer_model)
+    assert widget.image.value.name == "sample"  # follows the selected (last added) layer
+    assert widget.image.choices == (None, *viewer_model.layers)
+    widget.cell_type.value = "shsy5y"
+    widget.tuned_score.value = False
+    assert widget.min_score.enabled
+    widget.min_score.value = 0.0
+    assert widget.segment_options() == {"cell_type": "shsy5y", "min_score": 0.0, "tta": False}
+
+    _segment(widget, qtbot)
+    layer = viewer_model.layers["sample cells"]
+    assert isinstance(layer, napari.layers.Labels)
+    assert tuple(layer.scale) == (0.5, 0.5)
+    from phaseseg import load_model
+
+    expected = load_model().segment(image, cell_type="shsy5y", min_score=0.0, tta=False)
+    np.testing.assert_array_equal(layer.data, expected)
+    assert expected.max() > 5  # a dense 80 h crop: many cells
+    # features: one row per cell, the columns of cells.csv, plus napari's index
+    cells = measure_cells(expected, image, "sample")
+    assert list(layer.features.columns) == ["index", *cells.columns]
+    assert len(layer.features) == expected.max()
+    np.testing.assert_array_equal(layer.features["index"], layer.features["cell_id"])
+    assert layer.features.drop(columns="index").equals(cells)
+    assert widget.progress.value == 3
+    assert widget.status.value.startswith(f"{expected.max()} cells in sample (shsy5y")
+    assert widget.run_button.enabled
+
+
+def test_widget_reports_a_bad_model_file_and_a_stack(viewer_model, qtbot, tmp_path):
+    from phaseseg.napari.widget import SegmentWidget
+
+    widget = SegmentWidget(viewer_model)
+    assert widget.run() is None and widget.status.value == "open an image first"
+    viewer_model.add_image(np.zeros((2, 32, 32), np.uint8), name="stack")
+    assert widget.run() is None
+    assert widget.status.value.startswith("error: layer 'stack': expected a 2-D image")
+
+    viewer_model.add_image(np.zeros((32, 32), np.uint8), name="flat")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    widget.model_file.value = bad
+    assert widget.status.value.startswith("error: ") and "bad.pt" in widget.status.value
+    _segment(widget, qtbot)
+    assert "bad.pt" in widget.status.value
+    assert [layer.name for layer in viewer_model.layers] == ["stack", "flat"]
+    assert widget.run_button.enabled
