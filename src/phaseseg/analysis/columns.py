@@ -102,11 +102,24 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
             "when a model segments the images",
         ),
         Column(
+            "plate",
+            "-",
+            "plate, from --name-pattern's group `plate` (e.g. the image's first folder)",
+            "when the names carry a plate",
+        ),
+        Column(
             "well",
             "-",
             "well parsed from the file name ('all' when the pattern has no well group); for "
             "the frames of a stack without one, the file's id",
-            "when time points are found",
+            "when time points (or wells, with --name-pattern) are found",
+        ),
+        Column(
+            "field",
+            "-",
+            "field of view: the position of LIVECell / IncuCyte names "
+            "(`..._DDdHHhMMm_POS`), or --name-pattern's group `field`",
+            "when the names carry a field",
         ),
         Column(
             "elapsed_h",
@@ -117,6 +130,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         ),
     ),
     "timecourse.csv": (
+        Column("plate", "-", "plate", "when the names carry a plate"),
         Column("well", "-", "well ('all' when the file names carry no well)"),
         Column("elapsed_h", "h", "time point"),
         Column("n_images", "images", "images (fields of view) of this well and time"),
@@ -154,11 +168,14 @@ def describe_columns() -> str:
         "**Time points** come from LIVECell-style names",
         "`CELLTYPE_Phase_WELL_REP_DDdHHhMMm_POS` (e.g. `SHSY5Y_Phase_A10_1_00d04h00m_1.tif`:",
         "well A10, 4 h) or from `--time-from REGEX` with named groups `hours`, or `d`/`h`/`m`,",
-        "and optionally `well`, searched in the image id. The frames of a stack (multi-page",
-        "TIFF, OME-TIFF, time-lapse) are images `<id>_t000`, `<id>_t001`, ... and take their",
-        "time from the file's metadata (OME `DeltaT`, ImageJ `finterval`) when their id has",
-        "none. `timecourse.csv` and `timecourse.png` are written when at least one image has",
-        "a time point.",
+        "and optionally `well`, searched in the image id, or from `--name-pattern REGEX`",
+        "with any of the groups `plate`, `well`, `field`, `hours` (or `d`/`h`/`m`), searched",
+        "in the image's path below the input folder (`plate1/A1/f1`). The frames of a stack",
+        "(multi-page TIFF, OME-TIFF, time-lapse) are images `<id>_t000`, `<id>_t001`, ... and",
+        "take their time from the file's metadata (OME `DeltaT`, ImageJ `finterval`) when",
+        "their id has none. `timecourse.csv` and `timecourse.png` are written when at least",
+        "one image has a time point. With a plate, `timecourse.csv` has one row per plate,",
+        "well and time point.",
     ]
     for filename, columns in COLUMNS.items():
         lines += ["", f"## {filename}", "", "| column | unit | meaning | present |"]

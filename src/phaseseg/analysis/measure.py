@@ -23,8 +23,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,16 +39,21 @@ from phaseseg.analysis.shapes import measure_cells, skeleton_length_px, summariz
 from phaseseg.analysis.timecourse import (
     LIVECELL_NAME,
     TimePoint,
+    compile_name_pattern,
     compile_time_pattern,
+    parse_name,
     parse_time,
     plot_timecourse,
     timecourse,
 )
-from phaseseg.io.formats import LABEL_SUFFIXES, read_labels, write_labels
+from phaseseg.io.formats import LABEL_SUFFIXES, read_label_metadata, read_labels, write_labels
 from phaseseg.io.rois import write_rois
 from phaseseg.progress import tqdm
 
 if TYPE_CHECKING:
+    from distributed import Client
+
+    from phaseseg.distributed import ModelSpec
     from phaseseg.segment.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,7 @@ class MeasureSummary:
     seconds: float = 0.0  # wall time of the per-image loop
     outputs: dict[str, Path] = field(default_factory=dict)  # name -> file or folder
     pixel_size_source: str = ""  # where the pixel size came from, for the user
+    n_resumed: int = 0  # images whose labels an earlier run wrote (resume=True)
 
 
 def find_label_files(inputs: Iterable[str | os.PathLike]) -> dict[str, Path]:
@@ -130,6 +136,93 @@ def _pick(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How each image is segmented (when a model does it)."""
+
+    tta: bool = False
+    cell_type: str | None = None
+    min_score: float | None = None
+
+
+@dataclass
+class MeasuredImage:
+    """One image's labels, overlay and measurements (:func:`measure_file`)."""
+
+    image_id: str
+    labels: np.ndarray  # int32 (H, W)
+    cell_type: str | None  # whose thresholds were used; None for given labels
+    overlay: np.ndarray  # uint8 (H, W, 3)
+    cells: pd.DataFrame  # rows of measure_cells
+    summary: dict[str, object]  # summarize_image's row
+    resumed: bool = False  # labels read from an earlier run's output (not written again)
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """What :func:`measure_file` needs for one frame of a file."""
+
+    info: io.FrameInfo
+    pixel_size: float | None
+    label_file: Path | None = None  # labels read from here instead of the model
+    resumed: bool = False  # label_file is an earlier run's output of this image
+
+
+def measure_file(
+    path: str | os.PathLike,
+    file_id: str,
+    jobs: list[FrameJob],
+    model: Segmenter | None,
+    options: MeasureOptions,
+) -> list[MeasuredImage | str]:
+    """Measure the frames of one image file: for each, a :class:`MeasuredImage` or the line
+    saying why it was skipped (unreadable, no or unfitting label image). The one per-image
+    pipeline of ``phaseseg measure``, in this process or as a Dask task."""
+    out: list[MeasuredImage | str] = []
+    try:
+        for job, (_, image) in zip(jobs, io.iter_frames(path, file_id), strict=False):
+            try:
+                out.append(_measure_frame(image, job, model, options))
+            except io.PhasesegInputError as e:
+                out.append(str(e))
+    except io.PhasesegInputError as e:  # the file failed part-way
+        out.append(str(e))
+    return out
+
+
+def measure_file_task(
+    file: tuple[str, str, list[FrameJob]], spec: ModelSpec | None, options: MeasureOptions
+) -> list[MeasuredImage | str]:
+    """:func:`measure_file` as a Dask task (``file``: absolute path, file id, frames); the
+    worker's model (if any) is loaded once (:func:`phaseseg.distributed.worker_model`)."""
+    from phaseseg.distributed import worker_model
+
+    model = worker_model(spec) if spec is not None else None
+    return measure_file(file[0], file[1], file[2], model, options)
+
+
+def _measure_frame(
+    image: np.ndarray, job: FrameJob, model: Segmenter | None, options: MeasureOptions
+) -> MeasuredImage:
+    info = job.info
+    lab, used_type = _labels_for(
+        image,
+        info.path,
+        model,
+        {info.image_id: job.label_file} if job.label_file is not None else None,
+        options.tta,
+        options.cell_type,
+        options.min_score,
+        info.image_id,
+    )
+    if job.resumed:
+        used_type = read_label_metadata(job.label_file).get("cell_type")
+    cells = measure_cells(lab, image, info.image_id, job.pixel_size)
+    row = summarize_image(lab, info.image_id, cells, job.pixel_size)
+    drawn = overlay(image, lab)
+    return MeasuredImage(info.image_id, lab, used_type, drawn, cells, row, job.resumed)
+
+
 def measure_images(
     inputs: list[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -142,13 +235,19 @@ def measure_images(
     n_report_overlays: int = 12,
     min_score: float | None = None,
     rois_dir: str | os.PathLike | None = None,
+    name_pattern: str | None = None,
+    resume: bool = False,
+    client: Client | None = None,
+    model_spec: ModelSpec | None = None,
 ) -> MeasureSummary:
     """Segment (or read labels for) images, measure every cell and write the outputs.
 
     Parameters
     ----------
     inputs : list of paths
-        Image files and/or folders (see :func:`phaseseg.io.find_images`).
+        Image files and/or folders, searched recursively (see
+        :func:`phaseseg.io.find_image_files`: an image in a sub-folder keeps it in its id,
+        ``plate1__A1__f1``).
     out_dir : path
         Created if needed. Receives ``cells.csv``, ``images.csv``, ``timecourse.csv`` and
         ``timecourse.png`` (when time points are found), ``labels/<id>.tif``,
@@ -175,6 +274,18 @@ def measure_images(
         Overrides the model's tuned ``min_score`` for this run (0 keeps uncertain cells).
     rois_dir : path, optional
         Receives one Fiji ROI set per image, ``<image_id>.zip`` (:mod:`phaseseg.io.rois`).
+    name_pattern : str, optional
+        Regex for :func:`compile_name_pattern` (groups ``plate``, ``well``, ``field``, time),
+        searched in each image's path below its input folder; default: LIVECell / IncuCyte
+        names give ``well``, ``field`` and the time. Not together with ``time_pattern``.
+    resume : bool
+        Images whose label TIFF and overlay (and ROI set) an earlier run wrote are not
+        segmented again: their labels are read back (with the cell type stored in the TIFF)
+        and measured, so the CSVs and the report cover every image.
+    client : distributed.Client, optional
+        Run one task per file on this Dask cluster (workers load ``model_spec``, default the
+        bundled model); the outputs are those of a run in this process, written here in
+        input order.
 
     A file holding several frames (multi-page TIFF, time-lapse) is measured frame by frame:
     one image per frame, with the id ``<id>_t003`` and the frame's time from the metadata
@@ -190,25 +301,36 @@ def measure_images(
         raise ValueError("give a model or label images")
     if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
         raise io.PhasesegInputError(f"--pixel-size must be a positive number, got {pixel_size}")
+    if time_pattern is not None and name_pattern is not None:
+        raise io.PhasesegInputError("give --time-from or --name-pattern, not both")
     pattern = compile_time_pattern(time_pattern) if time_pattern is not None else None
-    paths = io.find_image_set(inputs)
+    names_re = compile_name_pattern(name_pattern) if name_pattern is not None else None
+    out = Path(out_dir)
+    files = io.find_image_files(inputs, exclude=[out, rois_dir])
     label_files = find_label_files(labels) if labels is not None else None
     if cell_type is not None and label_files is None and cell_type not in model.postprocess:
         known = ", ".join(model.postprocess)
         raise io.PhasesegInputError(f"--cell-type {cell_type!r}: the model knows {known}")
-    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise io.PhasesegInputError(f"{out}: exists and is not a folder")
-    frames, unreadable = _list_frames(paths)
+    frames, names, file_ids, unreadable = _list_frames(files)
     sizes, size_note = _pixel_sizes(frames, pixel_size)
     if pixel_size is None and sizes and sizes[0] is not None:  # every image's metadata has one
         pixel_size = sizes[0]  # for the choice of columns and units; per image: sizes[i]
-    times = [frame_time(f, pattern) for f in frames]
+    fields = [parse_name(n, names_re) for n in names]
+    if names_re is not None:
+        times = [
+            TimePoint(f.well or "all", f.elapsed_h) if f.elapsed_h is not None else None
+            for f in fields
+        ]
+    else:
+        times = [frame_time(f, pattern, n) for f, n in zip(frames, names, strict=True)]
     timed = [i for i, t in enumerate(times) if t is not None]
-    if pattern is not None and len(timed) < len(frames):
+    if (pattern is not None or names_re is not None) and len(timed) < len(frames):
         missed = [f.image_id for f, t in zip(frames, times, strict=True) if t is None]
         log.warning(
-            "--time-from matched no time in %d of %d image ids (e.g. %s)",
+            "%s matched no time in %d of %d image ids (e.g. %s)",
+            "--time-from" if pattern is not None else "--name-pattern",
             len(missed),
             len(frames),
             missed[0],
@@ -217,6 +339,7 @@ def measure_images(
     order += [i for i in range(len(frames)) if times[i] is None]
     rank = {idx: r for r, idx in enumerate(order)}  # report order: by well and time
     shown = {order[j] for j in _pick(len(order), n_report_overlays)}
+    jobs = _frame_jobs(frames, file_ids, sizes, label_files, out, rois_dir, resume)
 
     summary = MeasureSummary(n_timed=len(timed), pixel_size_source=size_note)
     summary.failed.extend(unreadable)
@@ -227,35 +350,56 @@ def measure_images(
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     cells_csv = out / "cells.csv"
+    options = MeasureOptions(tta, cell_type, min_score)
     with io.atomic_path(cells_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         header = True
-        reader = _read_frames(frames, summary)
-        for i, info, image in tqdm(reader, total=len(frames), desc="measure", unit="img"):
+        if client is None:
+            results = _local_results(jobs, model, options)
+        else:
+            spec = None
+            if label_files is None:
+                from phaseseg.distributed import ModelSpec
+
+                spec = model_spec if model_spec is not None else ModelSpec()
+            results = _cluster_results(jobs, client, spec, options)
+        for i, outcome in results:
+            info = frames[i]
             path, image_id = info.path, info.image_id
-            try:
-                lab, used_type = _labels_for(
-                    image, path, model, label_files, tta, cell_type, min_score, image_id
-                )
-            except io.PhasesegInputError as e:
-                log.error("skipped: %s", e)
-                summary.failed.append(str(e))
+            if isinstance(outcome, str):
+                log.error("skipped: %s", outcome)
+                summary.failed.append(outcome)
                 continue
-            write_labels(out / "labels" / f"{image_id}.tif", lab)
-            rgb = overlay(image, lab)
-            write_png(out / "overlays" / f"{image_id}.png", rgb)
-            if rois_dir is not None:
-                write_rois(Path(rois_dir) / f"{image_id}.zip", lab)
-            cells = measure_cells(lab, image, image_id, sizes[i])
+            lab, rgb, cells, used_type = (
+                outcome.labels,
+                outcome.overlay,
+                outcome.cells,
+                outcome.cell_type,
+            )
+            if not outcome.resumed:
+                meta = {"cell_type": used_type} if used_type is not None else None
+                write_labels(out / "labels" / f"{image_id}.tif", lab, metadata=meta)
+                write_png(out / "overlays" / f"{image_id}.png", rgb)
+                if rois_dir is not None:
+                    write_rois(Path(rois_dir) / f"{image_id}.zip", lab)
+            else:
+                summary.n_resumed += 1
             cells.to_csv(fh, header=header, index=False, float_format="%.6g")
             header = False
-            row = summarize_image(lab, image_id, cells, sizes[i])
+            row = outcome.summary
             row["file"] = str(path)
             if sizes[i] is not None:
                 row["pixel_size_um"] = sizes[i]
             if used_type is not None:
                 row["cell_type"] = used_type
+            name = fields[i]
+            if name.plate is not None:
+                row["plate"] = name.plate
             if times[i] is not None:
                 row["well"], row["elapsed_h"] = times[i].well, times[i].elapsed_h
+            elif name.well is not None and names_re is not None:
+                row["well"] = name.well
+            if name.field is not None:
+                row["field"] = name.field
             rows.append(row)
             area_col = "area_um2" if pixel_size is not None else "area_px"
             dist["area"].append(cells[area_col].to_numpy(float))
@@ -312,6 +456,91 @@ def measure_images(
     return summary
 
 
+_FileJobs = tuple[Path, str, list[int], list[FrameJob]]  # path, file id, frame indices, jobs
+
+
+def _frame_jobs(
+    frames: list[io.FrameInfo],
+    file_ids: list[str],
+    sizes: list[float | None],
+    label_files: dict[str, Path] | None,
+    out: Path,
+    rois_dir: str | os.PathLike | None,
+    resume: bool,
+) -> list[_FileJobs]:
+    """The frames grouped by file, in order, each with its pixel size and label source:
+    ``--labels``, else (``resume``) an earlier run's complete output, else the model."""
+    files: list[_FileJobs] = []
+    for i, (info, size) in enumerate(zip(frames, sizes, strict=True)):
+        label_file, resumed = None, False
+        if label_files is not None:
+            label_file = label_files.get(info.image_id)
+        elif resume:
+            done = [out / "labels" / f"{info.image_id}.tif"]
+            done.append(out / "overlays" / f"{info.image_id}.png")
+            if rois_dir is not None:
+                done.append(Path(rois_dir) / f"{info.image_id}.zip")
+            if all(f.is_file() for f in done):
+                label_file, resumed = done[0], True
+        if not files or files[-1][0] != info.path:
+            files.append((info.path, file_ids[i], [], []))
+        files[-1][2].append(i)
+        files[-1][3].append(FrameJob(info, size, label_file, resumed))
+    return files
+
+
+def _local_results(
+    files: list[_FileJobs], model: Segmenter | None, options: MeasureOptions
+) -> Iterator[tuple[int, MeasuredImage | str]]:
+    """``(frame index, result or skip line)`` of every frame, measured in this process."""
+    n = sum(len(f[2]) for f in files)
+    with tqdm(total=n, desc="measure", unit="img") as bar:
+        for path, file_id, indices, jobs in files:
+            outcomes = measure_file(path, file_id, jobs, model, options)
+            yield from _spread(indices, outcomes)
+            bar.update(len(indices))
+
+
+def _spread(
+    indices: list[int], outcomes: list[MeasuredImage | str]
+) -> Iterator[tuple[int, MeasuredImage | str]]:
+    """Pair a file's outcomes with its frame indices (a file that failed part-way has fewer
+    outcomes; its last line says why)."""
+    yield from zip(indices, outcomes, strict=False)
+
+
+def _cluster_results(
+    files: list[_FileJobs], client: Client, spec: ModelSpec | None, options: MeasureOptions
+) -> Iterator[tuple[int, MeasuredImage | str]]:
+    """The same as :func:`_local_results`, one Dask task per file."""
+    from phaseseg.distributed import map_ordered
+    from phaseseg.distributed.ordered import TaskFailed
+
+    def on_workers(job: FrameJob) -> FrameJob:  # workers may run in other folders
+        label_file = job.label_file.resolve() if job.label_file is not None else None
+        return replace(job, label_file=label_file)
+
+    tasks = [
+        (str(Path(p).resolve()), file_id, [on_workers(j) for j in jobs])
+        for p, file_id, _, jobs in files
+    ]
+    n = sum(len(f[2]) for f in files)
+    with tqdm(total=n, desc="measure", unit="img") as bar:
+        results = map_ordered(
+            client,
+            measure_file_task,
+            tasks,
+            spec,
+            options,
+        )
+        for k, outcomes in results:
+            indices = files[k][2]
+            if isinstance(outcomes, TaskFailed):
+                outcomes = [f"{files[k][0]}: failed on the cluster ({outcomes})"]
+            yield from _spread(indices, outcomes)
+            bar.update(len(indices))
+
+
 def _labels_for(
     image: np.ndarray,
     path: Path,
@@ -322,14 +551,14 @@ def _labels_for(
     min_score: float | None = None,
     image_id: str | None = None,
 ) -> tuple[np.ndarray, str | None]:
-    """Labels of one image (from the model or a label file named by ``image_id``, default
-    the file's id) and the predicted cell type."""
-    if label_files is None:
+    """Labels of one image (from a label file named by ``image_id``, default the file's id,
+    else the model) and the predicted cell type."""
+    key = image_id if image_id is not None else io.image_id(path)
+    if label_files is None or key not in label_files:
+        if model is None:
+            raise io.PhasesegInputError(f"{path}: no label image named {key}.tif/.png")
         result = model.segment_full(image, tta=tta, cell_type=cell_type, min_score=min_score)
         return result.labels, result.cell_type
-    key = image_id if image_id is not None else io.image_id(path)
-    if key not in label_files:
-        raise io.PhasesegInputError(f"{path}: no label image named {key}.tif/.png")
     lab = read_labels(label_files[key])
     if lab.shape != image.shape:
         raise io.PhasesegInputError(
@@ -338,16 +567,29 @@ def _labels_for(
     return lab, None
 
 
-def _list_frames(paths: list[Path]) -> tuple[list[io.FrameInfo], list[str]]:
-    """Every frame of every file (from the headers), and one line per unreadable file."""
+def _list_frames(
+    files: list[io.ImageFile],
+) -> tuple[list[io.FrameInfo], list[str], list[str], list[str]]:
+    """Every frame of every file (from the headers), each frame's name for
+    :func:`parse_name` (its path below the input folder), its file's id, and one line per
+    unreadable file."""
     frames: list[io.FrameInfo] = []
+    names: list[str] = []
+    file_ids: list[str] = []
     failed: list[str] = []
-    for path in paths:
+    for file in files:
         try:
-            frames.extend(io.frame_infos(path))
+            infos = io.frame_infos(file.path, file.image_id)
         except io.PhasesegInputError as e:
             log.error("skipped: %s", e)
             failed.append(str(e))
+            continue
+        folder = file.relative.rpartition("/")[0]
+        for info in infos:
+            own = io.image_id(file.path) + info.image_id[len(file.image_id) :] + file.path.suffix
+            frames.append(info)
+            names.append(f"{folder}/{own}" if folder else own)
+            file_ids.append(file.image_id)
     seen: dict[str, Path] = {}
     for f in frames:
         if f.image_id in seen and seen[f.image_id] != f.path:
@@ -355,25 +597,7 @@ def _list_frames(paths: list[Path]) -> tuple[list[io.FrameInfo], list[str]]:
                 f"{f.path}: frame id {f.image_id!r} is also the id of {seen[f.image_id]}"
             )
         seen[f.image_id] = f.path
-    return frames, failed
-
-
-def _read_frames(frames: list[io.FrameInfo], summary: MeasureSummary):
-    """Yield ``(i, info, image)`` for ``frames`` (grouped by file, in order), reading each
-    file once; a file that fails part-way is reported and its other frames skipped."""
-    i = 0
-    while i < len(frames):
-        path = frames[i].path
-        end = i
-        while end < len(frames) and frames[end].path == path:
-            end += 1
-        try:
-            for k, (_, image) in zip(range(i, end), io.iter_frames(path), strict=False):
-                yield k, frames[k], image
-        except io.PhasesegInputError as e:
-            log.error("skipped: %s", e)
-            summary.failed.append(str(e))
-        i = end
+    return frames, names, file_ids, failed
 
 
 def _pixel_sizes(
@@ -399,16 +623,19 @@ def _pixel_sizes(
     return [f.pixel_size for f in frames], f"pixel size {values} µm (from the images' metadata)"
 
 
-def frame_time(info: io.FrameInfo, pattern: re.Pattern[str] | None = None) -> TimePoint | None:
+def frame_time(
+    info: io.FrameInfo, pattern: re.Pattern[str] | None = None, name: str | None = None
+) -> TimePoint | None:
     """Well and time of an image or of one frame of a stack.
 
-    1. The image id matched by ``pattern`` (:func:`parse_time`; default: LIVECell names), so
+    1. The image's ``name`` (default: its id and suffix; the file's name, not its folders, is
+       searched) matched by ``pattern`` (:func:`parse_time`; default: LIVECell names), so
        ``--time-from '_t(?P<hours>\\d+)'`` reads a frame index as hours;
     2. else, for a frame of a stack, its time in the file's metadata (OME ``DeltaT``,
        ImageJ ``finterval``), added to the time in the file's name if it has one; the well is
        the name's, else the file's id.
     """
-    tp = parse_time(info.image_id + info.path.suffix, pattern)
+    tp = parse_time(name if name is not None else info.image_id + info.path.suffix, pattern)
     if tp is not None or not info.in_stack or info.time_h is None:
         return tp
     file_id = io.image_id(info.path)
@@ -427,7 +654,7 @@ def _images_frame(rows: list[dict[str, object]], pixel_size: float | None) -> pd
 
     columns = [c.name for c in COLUMNS["images.csv"] if present(c)]
     frame = pd.DataFrame(rows, columns=columns)
-    if "well" in frame.columns:
+    if "elapsed_h" in frame.columns:
         frame = frame.astype({"elapsed_h": float})
     return frame
 

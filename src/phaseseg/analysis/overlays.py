@@ -4,7 +4,7 @@
   ``measure``);
 * :func:`overlay_annotations` — the contours of annotations that may overlap, on a
   contrast-stretched image, overlaps tinted (``eda``);
-* :func:`write_png` — an RGB image as PNG, atomically.
+* :func:`write_png` — an RGB image as PNG, atomically (:func:`png_bytes`: the encoded bytes).
 """
 
 from __future__ import annotations
@@ -48,10 +48,19 @@ def _hsv_to_rgb(h: np.ndarray) -> np.ndarray:
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image as PNG, atomically."""
+    with io.atomic_path(path) as tmp:
+        tmp.write_bytes(png_bytes(rgb))
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB uint8 ``(H, W, 3)`` image encoded as PNG (what :func:`write_png` writes)."""
+    from io import BytesIO
+
     from PIL import Image
 
-    with io.atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def overlay_annotations(example: Example, seed: int = 0) -> np.ndarray:

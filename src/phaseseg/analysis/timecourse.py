@@ -1,5 +1,6 @@
-"""Time points from file names (:func:`parse_time`: LIVECell convention or a regex) and the
-time course of count and confluence per well (:func:`timecourse`, :func:`plot_timecourse`)."""
+"""Time points from file names (:func:`parse_time`: LIVECell convention or a regex), plate,
+well, field and time from image names (:func:`parse_name`), and the time course of count and
+confluence per well (:func:`timecourse`, :func:`plot_timecourse`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ LIVECELL_NAME = re.compile(
     r"(?P<d>\d+)d(?P<h>\d+)h(?P<m>\d+)m_(?P<pos>\d+)$"
 )
 _TIME_GROUPS = ("hours", "d", "h", "m")
+_NAME_GROUPS = ("plate", "well", "field", *_TIME_GROUPS)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,15 @@ def parse_time(name: str | os.PathLike, pattern: re.Pattern[str] | None = None) 
     if match is None:
         return None
     groups = {k: v for k, v in match.groupdict().items() if v is not None}
+    hours = _hours(groups)
+    if hours is None:
+        return None
+    return TimePoint(groups.get("well") or "all", hours)
+
+
+def _hours(groups: dict[str, str]) -> float | None:
+    """Hours from the matched groups ``hours`` or ``d``/``h``/``m`` (None: none, or not a
+    finite number)."""
     try:
         if "hours" in groups:
             hours = float(groups["hours"])
@@ -105,9 +116,81 @@ def parse_time(name: str | os.PathLike, pattern: re.Pattern[str] | None = None) 
             hours = 24 * parts[0] + parts[1] + parts[2] / 60
     except ValueError:
         return None
-    if not math.isfinite(hours):
-        return None
-    return TimePoint(groups.get("well") or "all", hours)
+    return hours if math.isfinite(hours) else None
+
+
+@dataclass(frozen=True)
+class NameFields:
+    """Plate, well, field (position) and time carried by an image's name (None: not there)."""
+
+    plate: str | None = None
+    well: str | None = None
+    field: str | None = None
+    elapsed_h: float | None = None
+
+
+def compile_name_pattern(regex: str) -> re.Pattern[str]:
+    """Compile a ``--name-pattern`` regular expression; it needs at least one of the named
+    groups ``plate``, ``well``, ``field``, ``hours`` (or ``d``, ``h``, ``m``).
+
+    Raises
+    ------
+    PhasesegInputError
+        When the expression does not compile or has none of these groups.
+
+    Examples
+    --------
+    >>> sorted(compile_name_pattern(r"(?P<plate>[^/]+)/(?P<well>[^/]+)/").groupindex)
+    ['plate', 'well']
+    """
+    try:
+        pattern = re.compile(regex)
+    except re.error as e:
+        raise io.PhasesegInputError(
+            f"--name-pattern {regex!r}: not a regular expression ({e})"
+        ) from None
+    if not set(pattern.groupindex) & set(_NAME_GROUPS):
+        raise io.PhasesegInputError(
+            f"--name-pattern {regex!r}: needs a named group among "
+            + ", ".join(f"(?P<{g}>...)" for g in _NAME_GROUPS)
+        )
+    return pattern
+
+
+def parse_name(name: str, pattern: re.Pattern[str] | None = None) -> NameFields:
+    r"""Plate, well, field and elapsed hours from an image's name.
+
+    Parameters
+    ----------
+    name : str
+        The image's path below the folder it was found in, ``/``-separated, with the file's
+        suffix (``plate1/A1/f1.tif``; a frame of a stack: ``plate1/x_t003.tif``).
+    pattern : compiled regex, optional
+        From :func:`compile_name_pattern`; searched in ``name`` without its suffix, then in
+        ``name``. Default: LIVECell / IncuCyte file names (:data:`LIVECELL_NAME`: well, field
+        = the position, time), matched on the file's name.
+
+    Examples
+    --------
+    >>> parse_name("plate2/A172_Phase_C7_1_02d04h00m_1.tif")
+    NameFields(plate=None, well='C7', field='1', elapsed_h=52.0)
+    >>> p = compile_name_pattern(r"(?P<plate>[^/]+)/(?P<well>[A-P]\d+)/f(?P<field>\d+)")
+    >>> parse_name("p1/B3/f2.tif", p)
+    NameFields(plate='p1', well='B3', field='2', elapsed_h=None)
+    """
+    if pattern is None:
+        match = LIVECELL_NAME.match(Path(name).stem)
+        if match is None:
+            return NameFields()
+        groups = match.groupdict()
+        return NameFields(None, groups["well"], groups["pos"], _hours(groups))
+    suffix = Path(name).suffix
+    stem = name[: -len(suffix)] if suffix else name
+    match = pattern.search(stem) or pattern.search(name)
+    if match is None:
+        return NameFields()
+    groups = {k: v for k, v in match.groupdict().items() if v is not None}
+    return NameFields(groups.get("plate"), groups.get("well"), groups.get("field"), _hours(groups))
 
 
 # --------------------------------------------------------------------------- time course
@@ -128,19 +211,24 @@ def timecourse(images: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     images : DataFrame
-        Rows of :func:`summarize_image` with ``well`` and ``elapsed_h`` columns; rows without a
-        time (``elapsed_h`` NaN) are ignored.
+        Rows of :func:`summarize_image` with ``well`` and ``elapsed_h`` columns (and
+        ``plate``, optional); rows without a time (``elapsed_h`` NaN) are ignored.
 
     Returns
     -------
     DataFrame
-        One row per (well, time point), sorted by well then time, with the columns of
+        One row per ([plate,] well, time point), sorted by plate, well then time, with the
+        columns of
         ``COLUMNS["timecourse.csv"]``: totals of ``n_cells``, means of the others.
     """
     timed = images.dropna(subset=["elapsed_h"])
     if timed.empty:
         return pd.DataFrame(columns=[c.name for c in COLUMNS["timecourse.csv"] if not c.when])
-    groups = timed.groupby(["well", "elapsed_h"], sort=True)
+    keys = ["well", "elapsed_h"]
+    if "plate" in timed.columns and timed["plate"].notna().any():
+        timed = timed.assign(plate=timed["plate"].fillna(""))
+        keys = ["plate", *keys]
+    groups = timed.groupby(keys, sort=True)
     out = groups.size().rename("n_images").to_frame()
     out["n_cells"] = groups["n_cells"].sum()
     for name, source in _TC_MEANS:
@@ -165,13 +253,15 @@ def plot_timecourse(tc: pd.DataFrame) -> Figure:
 
     fig = new_figure(figsize=(10, 3.8), layout="constrained")
     ax_n, ax_c = fig.subplots(1, 2)
+    if "plate" in tc.columns:  # one line per plate and well
+        tc = tc.assign(well=tc["plate"].astype(str) + "/" + tc["well"].astype(str))
     wells = list(dict.fromkeys(tc["well"]))
     for well in wells:
         rows = tc[tc["well"] == well].sort_values("elapsed_h")
         label = None if len(wells) == 1 and well == "all" else str(well)
         ax_n.plot(rows["elapsed_h"], rows["cells_per_image"], "o-", ms=4, label=label)
         ax_c.plot(rows["elapsed_h"], rows["confluence_pct"], "o-", ms=4, label=label)
-    multi = tc.groupby(["well", "elapsed_h"])["n_images"].first().gt(1).any()
+    multi = tc["n_images"].gt(1).any()
     ax_n.set_ylabel("cells per image" + (" (mean of fields)" if multi else ""))
     ax_n.set_title("Cell count")
     ax_c.set_ylabel("confluence (% of area)")

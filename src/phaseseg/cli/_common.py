@@ -38,3 +38,38 @@ def add_min_score_option(p: argparse.ArgumentParser) -> None:
         help="drop cells whose mean foreground probability is below this (default: the model's "
         "value per cell type, tuned on the competition's annotations; 0 keeps every cell)",
     )
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` / ``--dask ADDRESS`` / ``--resume`` (:mod:`phaseseg.distributed`)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run on N local worker processes (a Dask LocalCluster on 127.0.0.1); the outputs "
+        "are the same as without it",
+    )
+    group.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786, from "
+        "`dask scheduler`); its workers read the images from a file system shared with this "
+        "machine",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the images whose outputs an earlier (interrupted) run wrote completely",
+    )
+
+
+def cluster_from_args(args: argparse.Namespace):
+    """A context manager giving the Dask client of ``--dask`` / ``--workers``, or None, and
+    the :class:`~phaseseg.distributed.ModelSpec` its workers load."""
+    from phaseseg.distributed import ModelSpec, open_client
+    from phaseseg.distributed.cluster import local_threads
+
+    threads = local_threads(args.workers) if args.workers else None
+    spec = ModelSpec.of(getattr(args, "model", None), args.device, args.precision, threads)
+    return open_client(args.dask, args.workers), spec

@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from phaseseg.cli._common import (
+    add_cluster_options,
     add_min_score_option,
     add_precision_option,
+    cluster_from_args,
     load_model_from_args,
 )
 from phaseseg.io import PhasesegInputError
@@ -25,7 +27,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     if args.labels and args.model:
         raise PhasesegInputError("give --model or --labels, not both")
     model = None if args.labels else load_model_from_args(args)
-    with output_dir(args.out):  # a failed run leaves no empty folders
+    cluster, spec = cluster_from_args(args)
+    with output_dir(args.out), cluster as client:  # a failed run leaves no empty folders
         summary = measure_images(
             args.images,
             args.out,
@@ -37,12 +40,17 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             cell_type=args.cell_type,
             min_score=args.min_score,
             rois_dir=args.rois_dir,
+            name_pattern=args.name_pattern,
+            resume=args.resume,
+            client=client,
+            model_spec=spec,
         )
     for line in summary.failed:
         print(f"phaseseg measure: skipped {line}", file=sys.stderr)
     per_image = summary.seconds / max(summary.n_images, 1)
+    resumed = f" ({summary.n_resumed} done before)" if summary.n_resumed else ""
     print(
-        f"{summary.n_images} images, {summary.n_cells} cells "
+        f"{summary.n_images} images{resumed}, {summary.n_cells} cells "
         f"({per_image:.2f} s per image); {summary.n_timed} with a time point"
     )
     if summary.pixel_size_source:
@@ -61,7 +69,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "points), labels/*.tif, overlays/*.png and report.html into --out. "
         "Columns and units: phaseseg measure --describe.",
     )
-    p.add_argument("images", nargs="*", help="image files or folders")
+    p.add_argument(
+        "images",
+        nargs="*",
+        help="image files or folders (searched recursively; an image in a sub-folder keeps "
+        "it in its id: plate1/A1/f1.tif -> plate1__A1__f1)",
+    )
     p.add_argument("--out", metavar="DIR", help="output folder")
     p.add_argument("--model", help="model file (default: the bundled model)")
     p.add_argument(
@@ -91,6 +104,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "CELLTYPE_Phase_WELL_REP_DDdHHhMMm_POS)",
     )
     p.add_argument(
+        "--name-pattern",
+        metavar="REGEX",
+        help="regex with named groups among (?P<plate>...), (?P<well>...), (?P<field>...) and "
+        "a time ((?P<hours>...) or (?P<d>..)d(?P<h>..)h(?P<m>..)m), searched in each image's "
+        "path below its input folder, e.g. "
+        "'(?P<plate>[^/]+)/(?P<well>[A-P]\\d+)/f(?P<field>\\d+)' for plate1/A1/f1.tif; they "
+        "become images.csv columns (default: LIVECell / IncuCyte names give well, field and "
+        "time)",
+    )
+    p.add_argument(
         "--cell-type",
         help="use this culture type's thresholds for every image (default: predicted per "
         "image); give it for a time series of one culture",
@@ -100,4 +123,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_min_score_option(p)
     add_precision_option(p)
     p.add_argument("--device", help="torch device (default: cuda, else mps if present, else cpu)")
+    add_cluster_options(p)
     p.set_defaults(func=_cmd_measure)

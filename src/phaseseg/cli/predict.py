@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from phaseseg.cli._common import (
+    add_cluster_options,
     add_min_score_option,
     add_precision_option,
+    cluster_from_args,
     load_model_from_args,
 )
 from phaseseg.io import PhasesegInputError
@@ -35,21 +37,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise PhasesegInputError(f"no image could be segmented: {failed_large[0]}")
         print(f"{n_large} images, {cells_large} cells\nlabels: {args.labels_dir}")
         return 1 if failed_large else 0
-    summary = predict_images(
-        args.images,
-        model,
-        submission=args.submission,
-        labels_dir=args.labels_dir,
-        overlays_dir=args.overlays_dir,
-        rois_dir=args.rois_dir,
-        tta=args.tta,
-        cell_type=args.cell_type,
-        min_score=args.min_score,
-    )
+    cluster, spec = cluster_from_args(args)
+    with cluster as client:
+        summary = predict_images(
+            args.images,
+            model,
+            submission=args.submission,
+            labels_dir=args.labels_dir,
+            overlays_dir=args.overlays_dir,
+            rois_dir=args.rois_dir,
+            tta=args.tta,
+            cell_type=args.cell_type,
+            min_score=args.min_score,
+            resume=args.resume,
+            client=client,
+            model_spec=spec,
+        )
     summary.failed[:0] = failed_large
     for line in summary.failed:
         print(f"phaseseg predict: skipped {line}", file=sys.stderr)
-    print(f"{summary.n_images + n_large} images, {summary.n_cells + cells_large} cells")
+    resumed = f" ({summary.n_resumed} done before)" if summary.n_resumed else ""
+    n_images, n_cells = summary.n_images + n_large, summary.n_cells + cells_large
+    print(f"{n_images} images{resumed}, {n_cells} cells")
     for what, where in (
         ("submission", args.submission),
         ("labels", args.labels_dir),
@@ -63,7 +72,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images; write a submission, label TIFFs, overlays")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image files or folders (searched recursively; an image in a sub-folder keeps "
+        "it in its id: plate1/A1/f1.tif -> plate1__A1__f1)",
+    )
     p.add_argument("--model", help="model file (default: the bundled model)")
     p.add_argument("--submission", metavar="CSV", help="write a competition submission.csv")
     p.add_argument(
@@ -87,4 +101,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_min_score_option(p)
     add_precision_option(p)
     p.add_argument("--device", help="torch device (default: cuda, else mps if present, else cpu)")
+    add_cluster_options(p)
     p.set_defaults(func=_cmd_predict)

@@ -21,9 +21,12 @@ Modules: :mod:`~phaseseg.io.rle` (RLE), :mod:`~phaseseg.io.tables` (``train.csv`
 from phaseseg.io.errors import PhasesegInputError
 from phaseseg.io.files import atomic_dir, atomic_path, output_dir, remove_stale_temporaries
 from phaseseg.io.images import (
+    ID_SEPARATOR,
     IMAGE_SUFFIXES,
     TIFF_SUFFIXES,
+    ImageFile,
     _to_gray_uint8,
+    find_image_files,
     find_image_set,
     find_images,
     image_shape,
@@ -61,7 +64,9 @@ __all__ = [
     "CELL_TYPES",
     "FrameInfo",
     "IMAGE_SHAPE",
+    "ID_SEPARATOR",
     "IMAGE_SUFFIXES",
+    "ImageFile",
     "TIFF_SUFFIXES",
     "TRAIN_COLUMNS",
     "TRAIN_EXTRA_COLUMNS",
@@ -70,6 +75,7 @@ __all__ = [
     "atomic_dir",
     "atomic_path",
     "check_labels",
+    "find_image_files",
     "find_image_set",
     "find_images",
     "frame_infos",

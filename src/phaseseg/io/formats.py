@@ -432,7 +432,12 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, relabel: bool = False) -> Path:
+def write_labels(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    relabel: bool = False,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Write a label image atomically, readable by napari, Fiji and Cellpose.
 
     Parameters
@@ -445,6 +450,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, relabel: bool = Fa
         0 = background.
     relabel : bool
         Renumber the labels 1..N first (``skimage.segmentation.relabel_sequential``).
+    metadata : dict of str, optional
+        Stored in a TIFF's JSON description (:func:`read_label_metadata`), e.g. the cell type
+        whose thresholds made the labels.
 
     Returns
     -------
@@ -478,6 +486,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, relabel: bool = Fa
                 compression="zlib",
                 photometric="minisblack",
                 software=LABELS_SOFTWARE,
+                metadata=metadata or {},
             )
     return path
 
@@ -508,3 +517,15 @@ def is_phaseseg_labels(path: str | os.PathLike) -> bool:
     except Exception:  # noqa: BLE001 - not a TIFF phaseseg can read: not ours
         return False
     return isinstance(software, str) and software.split(" ")[0] == LABELS_SOFTWARE
+
+
+def read_label_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``metadata`` that :func:`write_labels` stored in a label TIFF ({} if none)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            found = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+    except Exception:  # noqa: BLE001 - not one of ours: no metadata
+        return {}
+    return {str(k): str(v) for k, v in found.items() if k != "shape" and isinstance(v, str)}

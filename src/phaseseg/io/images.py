@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,45 +110,116 @@ def image_shape(path: str | os.PathLike) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders into a sorted list of image files.
+#: Joins the folders below an input folder and the file id into an image id:
+#: ``plate1/A1/f1.tif`` found in ``screen/`` has the id ``plate1__A1__f1``.
+ID_SEPARATOR = "__"
 
-    Folders are not searched recursively; hidden files (``.name``, e.g. macOS ``._x.png`` or
-    unfinished atomic writes) are skipped. An OME-Zarr folder (``*.zarr``) is an image, given
-    itself or found in a folder.
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image file found by :func:`find_image_files`.
+
+    ``relative`` is the file's path below the folder it was found in, with ``/`` separators
+    (``plate1/A1/f1.tif``); a file given directly, or lying in the folder itself, has just its
+    name.
     """
-    out: list[Path] = []
+
+    path: Path
+    relative: str
+
+    @property
+    def image_id(self) -> str:
+        """The file id, prefixed by its folders joined by :data:`ID_SEPARATOR`.
+
+        >>> ImageFile(Path("s/p1/A1/f1.ome.tif"), "p1/A1/f1.ome.tif").image_id
+        'p1__A1__f1'
+        >>> ImageFile(Path("s/0030fd0e6378.png"), "0030fd0e6378.png").image_id
+        '0030fd0e6378'
+        """
+        return ID_SEPARATOR.join([*self.relative.split("/")[:-1], image_id(self.path)])
+
+
+def _walk(folder: Path, exclude: set[Path]) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (sorted per folder, files first); hidden
+    files and folders, and the folders in ``exclude`` (resolved), are skipped; an OME-Zarr
+    folder is an image, not searched."""
+    files: list[Path] = []
+    subfolders: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or (exclude and entry.resolve() in exclude):
+            continue
+        if is_image_path(entry):
+            files.append(entry)
+        elif entry.is_dir():
+            subfolders.append(entry)
+    for sub in subfolders:
+        files.extend(_walk(sub, exclude))
+    return files
+
+
+def _find(
+    inputs: list[str | os.PathLike], exclude: Iterable[str | os.PathLike | None] = ()
+) -> list[ImageFile]:
+    skip = {Path(e).resolve() for e in exclude if e is not None}
+    out: list[ImageFile] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir() and not is_image_path(p):
-            out.extend(
-                sorted(f for f in p.iterdir() if is_image_path(f) and not f.name.startswith("."))
-            )
+            out.extend(ImageFile(f, f.relative_to(p).as_posix()) for f in _walk(p, skip))
         elif p.exists():
-            out.append(p)
+            out.append(ImageFile(p, p.name))
         else:
             raise PhasesegInputError(f"{p}: no such file or folder")
     return out
 
 
-def find_image_set(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Like :func:`find_images`, for commands that name outputs by image id
-    (:func:`phaseseg.io.microscopy.image_id`: the file name without its suffix).
+def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders into a list of image files.
+
+    Folders are searched recursively (files of a folder first, sorted, then its sub-folders
+    in order); hidden files and folders (``.name``, e.g. macOS ``._x.png`` or unfinished
+    atomic writes) are skipped. An OME-Zarr folder (``*.zarr``) is an image, given itself or
+    found in a folder.
+    """
+    return [f.path for f in _find(inputs)]
+
+
+def find_image_files(
+    inputs: list[str | os.PathLike], exclude: Iterable[str | os.PathLike | None] = ()
+) -> list[ImageFile]:
+    """Like :func:`find_images`, each file with its image id (:attr:`ImageFile.image_id`), for
+    commands that name outputs by image id. Folders in ``exclude`` (a run's output folders,
+    which may lie inside an input folder) are not searched.
+
+    A file in a sub-folder of an input folder keeps the folders in its id
+    (``plate1__A1__f1``), so that two plates' ``A1.tif`` do not collide; files given directly
+    or lying in the input folder itself have their file id (the file name without suffix,
+    :func:`phaseseg.io.microscopy.image_id`), e.g. the competition's ids.
 
     Raises :class:`PhasesegInputError` when no image is found (listing the accepted file
     endings) or two images share an id.
     """
-    paths = find_images(inputs)
-    if not paths:
+    files = _find(inputs, exclude)
+    if not files:
         raise PhasesegInputError(
             f"no images found in {', '.join(map(str, inputs))} "
             f"(accepted endings: {' '.join(IMAGE_SUFFIXES)}; {' '.join(BIOIO_SUFFIXES)} "
             "need phaseseg[formats])"
         )
     seen: dict[str, Path] = {}
-    for p in paths:
-        key = image_id(p)
+    for f in files:
+        key = f.image_id
         if key in seen:
-            raise PhasesegInputError(f"{p}: same image id {key!r} as {seen[key]}")
-        seen[key] = p
-    return paths
+            raise PhasesegInputError(
+                f"{f.path}: same image id {key!r} as {seen[key]} (give the folder that holds "
+                "both, so that their ids keep their sub-folders)"
+            )
+        seen[key] = f.path
+    return files
+
+
+def find_image_set(
+    inputs: list[str | os.PathLike], exclude: Iterable[str | os.PathLike | None] = ()
+) -> list[Path]:
+    """The paths of :func:`find_image_files` (ids unique, at least one image)."""
+    return [f.path for f in find_image_files(inputs, exclude)]

@@ -43,7 +43,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 
@@ -116,8 +116,19 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in BASE_SUFFIXES + BIOIO_SUFFIXES
 
 
-def frame_infos(path: str | os.PathLike) -> list[FrameInfo]:
+def _with_file_id(info: FrameInfo, file_id: str | None) -> FrameInfo:
+    """``info`` with its id's file part (:func:`image_id`) replaced by ``file_id``."""
+    if file_id is None:
+        return info
+    own = image_id(info.path)
+    return replace(info, image_id=file_id + info.image_id[len(own) :])
+
+
+def frame_infos(path: str | os.PathLike, file_id: str | None = None) -> list[FrameInfo]:
     """The frames of an image file, from its header (no pixel data is read).
+
+    ``file_id`` replaces the file's id in the frames' ids (default :func:`image_id`; e.g. an
+    id that keeps the file's folders, :class:`phaseseg.io.ImageFile`).
 
     Raises
     ------
@@ -127,15 +138,18 @@ def frame_infos(path: str | os.PathLike) -> list[FrameInfo]:
     token = _QUIET.set(True)  # warnings about the file come once, when its frames are read
     try:
         with _open(Path(path)) as source:
-            return list(source.infos)
+            return [_with_file_id(info, file_id) for info in source.infos]
     finally:
         _QUIET.reset(token)
 
 
-def iter_frames(path: str | os.PathLike) -> Generator[tuple[FrameInfo, np.ndarray], None, None]:
+def iter_frames(
+    path: str | os.PathLike, file_id: str | None = None
+) -> Generator[tuple[FrameInfo, np.ndarray], None, None]:
     """Yield ``(info, image)`` for every frame of an image file, reading one frame at a time.
 
-    ``image`` is uint8 ``(H, W)`` (converted like :func:`phaseseg.io.read_image`).
+    ``image`` is uint8 ``(H, W)`` (converted like :func:`phaseseg.io.read_image`); ``file_id``
+    as :func:`frame_infos`.
 
     Raises
     ------
@@ -154,7 +168,8 @@ def iter_frames(path: str | os.PathLike) -> Generator[tuple[FrameInfo, np.ndarra
                 raise PhasesegInputError(
                     f"{path}: not a readable image{where} ({type(e).__name__})"
                 ) from None
-            yield info, _to_gray_uint8(plane, path, warn=k == 0)  # warn once per file
+            image = _to_gray_uint8(plane, path, warn=k == 0)  # warn once per file
+            yield _with_file_id(info, file_id), image
 
 
 # --------------------------------------------------------------------------- sources

@@ -80,7 +80,7 @@ def pair_label_images(
     labels_dir = Path(labels_dir)
     if not labels_dir.is_dir():
         raise io.PhasesegInputError(f"{labels_dir}: no such folder")
-    paths = io.find_image_set(images)
+    paths = io.find_image_set(images, exclude=[labels_dir])  # labels may lie inside images/
     stems = {p.stem for p in paths}
     is_label = {  # Cellpose's habit: a.png and a_masks.tif side by side in one folder
         p.stem
