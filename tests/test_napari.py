@@ -85,10 +85,13 @@ def viewer_model():
 
 
 def _segment(widget, qtbot):
+    """Run the widget and wait until its worker has finished. Polls the widget (its own
+    ``finished`` handler clears ``widget.worker``) rather than waiting for the worker's
+    ``finished`` signal: a worker that fails at once (a bad model file) can emit it before a
+    ``waitSignal`` would connect, and the wait then never ends."""
     worker = widget.run()
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     return worker
 
 
