@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import regionprops_table
+from threshold_optimism import halves  # benchmarks/, beside this script
 
 from phaseseg import io
 from phaseseg.metrics import image_score, iou_matrix
@@ -176,14 +177,9 @@ def main() -> None:
         y = soft if args.target == "thresholds" else (best >= 0.5).astype(float)
         images.append(dict(s=s, t=t, fg=fg, labels=labels, ids=cell_ids, x=feats, y=y))
 
-    halves = ([], [])
-    for t in range(len(names)):
-        idx = [i for i, s in enumerate(samples) if s.cell_type == t]
-        halves[0].extend(idx[0::2])
-        halves[1].extend(idx[1::2])
-
+    a, b = halves(samples, len(names))  # the split of threshold_optimism.py
     per_image: dict[str, dict[int, float]] = {"min_score": {}, "rescored": {}, "none": {}}
-    for fit_on, score_on in ((halves[0], halves[1]), (halves[1], halves[0])):
+    for fit_on, score_on in ((a, b), (b, a)):
         # arm 1: min_score per predicted type, tuned on fit_on
         best_ms = {}
         for t in range(len(names)):

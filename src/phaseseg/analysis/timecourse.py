@@ -49,18 +49,9 @@ def compile_time_pattern(regex: str) -> re.Pattern[str]:
     >>> compile_time_pattern(r"t(?P<hours>\\d+)h").groupindex["hours"]
     1
     """
-    try:
-        pattern = re.compile(regex)
-    except re.error as e:
-        raise io.PhasesegInputError(
-            f"--time-from {regex!r}: not a regular expression ({e})"
-        ) from None
-    if not set(pattern.groupindex) & set(_TIME_GROUPS):
-        raise io.PhasesegInputError(
-            f"--time-from {regex!r}: needs a named group (?P<hours>...) or (?P<d>...), "
-            "(?P<h>...), (?P<m>...)"
-        )
-    return pattern
+    return _compile_with_groups(
+        "--time-from", regex, _TIME_GROUPS, "(?P<hours>...) or (?P<d>...), (?P<h>...), (?P<m>...)"
+    )
 
 
 def parse_time(name: str | os.PathLike, pattern: re.Pattern[str] | None = None) -> TimePoint | None:
@@ -143,17 +134,25 @@ def compile_name_pattern(regex: str) -> re.Pattern[str]:
     >>> sorted(compile_name_pattern(r"(?P<plate>[^/]+)/(?P<well>[^/]+)/").groupindex)
     ['plate', 'well']
     """
+    return _compile_with_groups(
+        "--name-pattern",
+        regex,
+        _NAME_GROUPS,
+        "among " + ", ".join(f"(?P<{g}>...)" for g in _NAME_GROUPS),
+    )
+
+
+def _compile_with_groups(
+    option: str, regex: str, groups: tuple[str, ...], needs: str
+) -> re.Pattern[str]:
+    """Compile ``option``'s ``regex``; refuse it in one line unless it has one of ``groups``
+    (``needs`` completes "needs a named group ...")."""
     try:
         pattern = re.compile(regex)
     except re.error as e:
-        raise io.PhasesegInputError(
-            f"--name-pattern {regex!r}: not a regular expression ({e})"
-        ) from None
-    if not set(pattern.groupindex) & set(_NAME_GROUPS):
-        raise io.PhasesegInputError(
-            f"--name-pattern {regex!r}: needs a named group among "
-            + ", ".join(f"(?P<{g}>...)" for g in _NAME_GROUPS)
-        )
+        raise io.PhasesegInputError(f"{option} {regex!r}: not a regular expression ({e})") from None
+    if not set(pattern.groupindex) & set(groups):
+        raise io.PhasesegInputError(f"{option} {regex!r}: needs a named group {needs}")
     return pattern
 
 
