@@ -70,6 +70,26 @@ def test_layer_image_converts_rgb_and_refuses_stacks():
         layer_image(np.zeros((3, 6, 8)), "stack")
 
 
+def test_training_folder_has_a_file_pair_per_layer_pair_with_safe_unique_names(tmp_path):
+    from phaseseg.io.formats import read_labels
+    from phaseseg.napari.layers import write_training_folder
+    from phaseseg.train.make_dataset import pair_label_images
+
+    image = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    labels = np.zeros((8, 8), np.int32)
+    labels[1:4, 1:4] = 5
+    pairs = [(name, image, labels) for name in ("a b", "a_b", "../A_B", "")]
+    images_dir, labels_dir = write_training_folder(pairs, tmp_path)
+    names = sorted(p.name for p in images_dir.iterdir())
+    assert names == ["A_B_3.tif", "a_b.tif", "a_b_2.tif", "image.tif"]
+    found = pair_label_images([images_dir], labels_dir)  # what finetune reads
+    assert [(i.name, lab.name) for i, lab in found] == [(n, n) for n in names]
+    np.testing.assert_array_equal(read_labels(labels_dir / "a_b.tif"), labels)
+    import tifffile
+
+    np.testing.assert_array_equal(tifffile.imread(images_dir / "a_b_2.tif"), image)
+
+
 def test_pixel_size_from_layer_scale_and_units():
     assert pixel_size_um((2.0, 0.5, 0.5), ("second", "micrometer", "micrometer")) == 0.5
     assert pixel_size_um((500.0, 500.0), ("nanometer", "nanometer")) == 0.5
@@ -149,3 +169,53 @@ def test_widget_reports_a_bad_model_file_and_a_stack(viewer_model, qtbot, tmp_pa
     assert "bad.pt" in widget.status.value
     assert [layer.name for layer in viewer_model.layers] == ["stack", "flat"]
     assert widget.run_button.enabled
+
+
+def test_widget_finetunes_on_corrected_labels_and_then_uses_the_new_model(
+    viewer_model, qtbot, tmp_path
+):
+    from synthetic import blob_image, blob_labels
+    from test_finetune import init_model
+
+    from phaseseg.napari.widget import SegmentWidget
+    from phaseseg.nn.checkpoint import load_model_file
+
+    init = init_model(tmp_path / "init.pt")  # an untrained 3-type network, tiny
+    rng = np.random.default_rng(0)
+    labels = blob_labels((128, 128), 12, rng)
+    viewer_model.add_image(blob_image(labels, rng), name="well 1")
+    widget = SegmentWidget(viewer_model)
+    widget.model_file.value = init
+    assert widget.finetune() is None
+    assert widget.status.value.startswith("nothing to fine-tune on: segment an image")
+
+    viewer_model.add_labels(np.zeros((64, 64), np.int32), name="well 1 cells")
+    assert widget.finetune() is None
+    assert widget.status.value == (
+        "error: layer 'well 1 cells': shape (64, 64), but its image 'well 1' is (128, 128)"
+    )
+    viewer_model.layers.remove("well 1 cells")
+    viewer_model.add_labels(labels.astype(np.int32), name="well 1 cells")  # the "corrected" one
+    widget.new_type.value = "my cells"
+    assert widget.finetune() is None and "cell type 'my cells'" in widget.status.value
+
+    widget.new_type.value = "mine"
+    widget.minutes.value = 0.1
+    out = tmp_path / "models" / "mine.pt"
+    widget.finetune_out.value = out
+    worker = widget.finetune()
+    assert worker is not None and not widget.run_button.enabled
+    assert widget.finetune() is worker  # one job at a time
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert widget.status.value.startswith("fine-tuned mine on 1 image(s) in "), widget.status.value
+    payload = load_model_file(out)
+    assert payload["cell_types"] == ["astro", "cort", "shsy5y", "mine"]
+    assert payload["init"]["path"] == str(init)
+    # the new model is the widget's: its new type is offered and chosen, and Segment uses it
+    assert widget.model_file.value == out
+    assert "mine" in widget.cell_type.choices and widget.cell_type.value == "mine"
+    assert widget.run_button.enabled and widget.progress.max == 3
+    viewer_model.layers.selection.active = viewer_model.layers["well 1"]
+    _segment(widget, qtbot)
+    assert "(mine thresholds" in widget.status.value
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mine.config.json", "mine.pt"]

@@ -1,4 +1,5 @@
-"""The Qt-free part of the napari plugin: an image layer's data in, labels and features out.
+"""The Qt-free part of the napari plugin: an image layer's data in, labels and features out;
+corrected Labels layers out to a folder that ``phaseseg finetune`` reads.
 
 >>> import numpy as np
 >>> labels = np.zeros((32, 32), np.int32); labels[4:12, 4:12] = 1; labels[20:28, 18:30] = 2
@@ -9,6 +10,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,9 @@ import pandas as pd
 
 from phaseseg.analysis.measure import measure_cells
 from phaseseg.io import PhasesegInputError, _to_gray_uint8
+
+#: What the *Segment* button names the Labels layer of image layer ``name``.
+LABELS_SUFFIX = " cells"
 
 
 def layer_image(data: Any, name: str, rgb: bool = False) -> np.ndarray:
@@ -89,3 +95,70 @@ def pixel_size_um(scale: Any, units: Any = None) -> float | None:
     if fy is None or fy != fx or sy != sx or not sy > 0:
         return None
     return sy * fy
+
+
+def labels_layer_name(image_name: str) -> str:
+    """The name of the Labels layer the widget adds for image layer ``image_name``."""
+    return image_name + LABELS_SUFFIX
+
+
+def training_pairs(
+    layers: Iterable[tuple[str, Any, bool, str, Any]],
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Image layers paired with their (corrected) Labels layers, for fine-tuning.
+
+    ``layers``: ``(name, data, rgb, kind, ...)`` per layer, ``kind`` "image" or "labels" (any
+    other kind is skipped). An image layer ``name`` pairs with the Labels layer named
+    ``name + " cells"`` (the name *Segment* gives it); a pair whose shapes differ, or whose
+    labels hold no cell, raises :class:`PhasesegInputError` naming the layer.
+
+    Returns ``(name, image (H, W), labels (H, W) int32)`` for every pair, in layer order.
+
+    >>> img = np.zeros((8, 8), np.uint8); lab = np.zeros((8, 8), np.int32); lab[2:5, 2:5] = 1
+    >>> pairs = training_pairs([("a", img, False, "image", None), ("a cells", lab, False,
+    ...                         "labels", None), ("b", img, False, "image", None)])
+    >>> [(name, labels.max()) for name, _, labels in pairs]
+    [('a', 1)]
+    """
+    layers = list(layers)
+    labels = {name: data for name, data, _, kind, *_ in layers if kind == "labels"}
+    pairs = []
+    for name, data, rgb, kind, *_ in layers:
+        if kind != "image" or labels_layer_name(name) not in labels:
+            continue
+        image = layer_image(data, name, rgb=rgb)
+        cells = np.asarray(labels[labels_layer_name(name)])
+        if cells.shape != image.shape:
+            raise PhasesegInputError(
+                f"layer {labels_layer_name(name)!r}: shape {cells.shape}, but its image "
+                f"{name!r} is {image.shape}"
+            )
+        if not cells.any():
+            raise PhasesegInputError(f"layer {labels_layer_name(name)!r}: no cell drawn")
+        pairs.append((name, image, cells.astype(np.int32)))
+    return pairs
+
+
+def write_training_folder(
+    pairs: list[tuple[str, np.ndarray, np.ndarray]], root: Path
+) -> tuple[Path, Path]:
+    """Write :func:`training_pairs` as ``root/images/<name>.tif`` and ``root/labels/<name>.tif``
+    (names made file-safe and unique); return ``(images dir, labels dir)``."""
+    import tifffile
+
+    from phaseseg.io.formats import write_labels
+
+    images, labels = Path(root) / "images", Path(root) / "labels"
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for name, image, cells in pairs:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "image"
+        stem, k = base, 1
+        while stem.lower() in used:  # "a b" and "a_b", or names equal but for case
+            k += 1
+            stem = f"{base}_{k}"
+        used.add(stem.lower())
+        tifffile.imwrite(images / f"{stem}.tif", image)
+        write_labels(labels / f"{stem}.tif", cells)
+    return images, labels

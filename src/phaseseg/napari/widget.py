@@ -6,6 +6,12 @@ one given) and TTA. The work (model loading, network, post-processing, measuring
 napari ``thread_worker`` with a progress bar, so the viewer stays responsive. The Labels layer
 gets the measurements of every cell as its ``features``
 (:func:`~phaseseg.napari.layers.cell_features`).
+
+*Fine-tune on these labels* closes the loop of ``phaseseg finetune``: after the user has
+corrected the Labels layers *Segment* added (``<image> cells``), it fine-tunes the widget's
+model on every image layer that has one, as the cell type typed in, for the minutes given
+(:func:`phaseseg.train.finetune.finetune`, in a thread worker), saves the model and makes it
+the widget's model, so that *Segment* then uses it.
 """
 
 from __future__ import annotations
@@ -24,15 +30,23 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
 )
-from napari.layers import Image
+from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
 from phaseseg.io import CELL_TYPES, PhasesegInputError
-from phaseseg.napari.layers import cell_features, layer_image, pixel_size_um
+from phaseseg.napari.layers import (
+    cell_features,
+    labels_layer_name,
+    layer_image,
+    pixel_size_um,
+    training_pairs,
+    write_training_folder,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -40,11 +54,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from phaseseg.segment.segmenter import Segmenter
+    from phaseseg.train.finetune import FinetuneResult
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
 STEPS = 3  # model, network + post-processing, measurements
+#: where a fine-tuned model goes when the user picks no file
+MODELS_DIR = Path.home() / "phaseseg-models"
 
 
 class SegmentWidget(Container):
@@ -67,6 +84,22 @@ class SegmentWidget(Container):
         self.min_score.enabled = False
         self.tta = CheckBox(text="TTA: average over 4 flips (4x slower)", value=False)
         self.run_button = PushButton(text="Segment")
+        self.new_type = LineEdit(label="fine-tune as", value="mycells")
+        self.new_type.tooltip = (
+            "cell type name of your culture: a new type is added to the model, a known one "
+            "is trained further"
+        )
+        self.minutes = FloatSpinBox(label="minutes", min=0.1, max=240.0, step=1.0, value=10.0)
+        self.minutes.tooltip = "wall-clock budget of the fine-tune (training and thresholds)"
+        self.finetune_out = FileEdit(
+            label="save as", mode=FileDialogMode.OPTIONAL_FILE, filter="*.pt", nullable=True
+        )
+        self.finetune_out.tooltip = f"model file to write; empty: {MODELS_DIR}/<type>.pt"
+        self.finetune_button = PushButton(text="Fine-tune on these labels")
+        self.finetune_button.tooltip = (
+            "fine-tune the model on every image layer that has a corrected '<image> cells' "
+            "Labels layer"
+        )
         self.progress = ProgressBar(label="progress", min=0, max=STEPS, value=0)
         self.status = Label(label="", value="")
         self.status.native.setWordWrap(True)
@@ -79,6 +112,10 @@ class SegmentWidget(Container):
                 self.min_score,
                 self.tta,
                 self.run_button,
+                self.new_type,
+                self.minutes,
+                self.finetune_out,
+                self.finetune_button,
                 self.progress,
                 self.status,
             ]
@@ -87,6 +124,7 @@ class SegmentWidget(Container):
         self.tuned_score.changed.connect(lambda on: setattr(self.min_score, "enabled", not on))
         self.model_file.changed.connect(self._model_changed)
         self.run_button.changed.connect(self.run)
+        self.finetune_button.changed.connect(self.finetune)
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._layers_changed)
         viewer.layers.selection.events.active.connect(self._select_active)
@@ -157,8 +195,8 @@ class SegmentWidget(Container):
             self._failed(e)
             return None
         pixel_size = pixel_size_um(layer.scale, getattr(layer, "units", None))
-        self.run_button.enabled = False
-        self.progress.value = 0
+        self._set_busy(True)
+        self.progress.max, self.progress.value = STEPS, 0
         self.status.value = f"segmenting {layer.name} ..."
         worker = thread_worker(
             self._segment,
@@ -212,6 +250,104 @@ class SegmentWidget(Container):
             log.error("segmentation failed", exc_info=error)
         show_error(f"phaseseg: {text}")
 
+    def _set_busy(self, busy: bool) -> None:
+        self.run_button.enabled = self.finetune_button.enabled = not busy
+
     def _finished(self) -> None:
         self.worker = None
-        self.run_button.enabled = True
+        self.progress.max = STEPS  # after a fine-tune's busy indicator
+        self._set_busy(False)
+
+    # ------------------------------------------------------------------ fine-tuning
+
+    def _layer_tuples(self) -> list[tuple[str, Any, bool, str]]:
+        kinds = {Image: "image", Labels: "labels"}
+        return [
+            (layer.name, layer.data, bool(getattr(layer, "rgb", False)), kind)
+            for layer in self.viewer.layers
+            for cls, kind in kinds.items()
+            if isinstance(layer, cls)
+        ]
+
+    def _finetune_path(self, cell_type: str) -> Path:
+        value = self.finetune_out.value
+        if isinstance(value, Path) and value != Path():
+            return value if value.suffix == ".pt" else value.with_suffix(".pt")
+        return MODELS_DIR / f"{cell_type}.pt"
+
+    def finetune(self, _value: Any = None) -> Any:
+        """Fine-tune the widget's model on the image layers with a corrected Labels layer, in a
+        thread worker; returns the worker (or None when there is nothing to train on). The new
+        model becomes the widget's model when it returns."""
+        if self.worker is not None:
+            return self.worker  # one at a time
+        cell_type = self.new_type.value.strip()
+        try:
+            from phaseseg.train.make_dataset import check_cell_type_name
+
+            check_cell_type_name(cell_type)
+            pairs = training_pairs(self._layer_tuples())
+        except PhasesegInputError as e:
+            self._failed(e)
+            return None
+        if not pairs:
+            self.status.value = (
+                "nothing to fine-tune on: segment an image, correct its "
+                f"{labels_layer_name('<image>')!r} Labels layer, then fine-tune"
+            )
+            return None
+        out = self._finetune_path(cell_type)
+        init = self._model_path()
+        minutes = float(self.minutes.value)
+        self._set_busy(True)
+        self.progress.max, self.progress.value = 0, 0  # busy indicator: no steps to count
+        self.status.value = (
+            f"fine-tuning on {len(pairs)} image(s) as {cell_type} for {minutes:g} min ..."
+        )
+        worker = thread_worker(self._finetune, ignore_errors=True)(
+            pairs, cell_type, out, minutes, str(init) if init else "bundled"
+        )
+        worker.returned.connect(self._finetuned)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def _finetune(
+        self, pairs: list, cell_type: str, out: Path, minutes: float, init: str
+    ) -> FinetuneResult:
+        """Runs in the worker thread: the layers to a temporary folder, then ``finetune``."""
+        import tempfile
+
+        from dataclasses import replace
+
+        from phaseseg.train.finetune import finetune, finetune_config
+
+        # crops no larger than the smallest image (a crop of a layer is what users often have)
+        config = finetune_config()
+        smallest = min(min(image.shape) for _, image, _ in pairs)
+        config = replace(config, crop_size=min(config.crop_size, smallest // 32 * 32))
+        if config.crop_size < 64:
+            raise PhasesegInputError(
+                f"the smallest image is {smallest} px across: fine-tuning needs 64 or more"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="phaseseg-finetune-") as tmp:
+            images, labels = write_training_folder(pairs, Path(tmp))
+            return finetune(
+                [images], labels, cell_type, out, minutes=minutes, init=init, config=config
+            )
+
+    def _finetuned(self, result: FinetuneResult) -> None:
+        self.progress.max, self.progress.value = STEPS, STEPS
+        self.model_file.value = result.model_path  # offers the model's types, new one included
+        self.cell_type.value = result.cell_type
+        score = "–" if result.score is None else f"{result.score:.3f}"
+        message = (
+            f"fine-tuned {result.cell_type} on {result.n_images} image(s) in "
+            f"{result.total_seconds / 60:.1f} min; score {score} (thresholds tuned on "
+            f"{result.tuned_on}); saved {result.model_path}, now the model used here"
+        )
+        self.status.value = message
+        show_info(message)
