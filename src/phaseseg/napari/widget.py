@@ -17,8 +17,10 @@ the widget's model, so that *Segment* then uses it.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -318,10 +320,6 @@ class SegmentWidget(Container):
         self, pairs: list, cell_type: str, out: Path, minutes: float, init: str
     ) -> FinetuneResult:
         """Runs in the worker thread: the layers to a temporary folder, then ``finetune``."""
-        import tempfile
-
-        from dataclasses import replace
-
         from phaseseg.train.finetune import finetune, finetune_config
 
         # crops no larger than the smallest image (a crop of a layer is what users often have)
