@@ -139,7 +139,8 @@ def test_thresholds_per_call_do_not_change_the_model(seg):
 
 
 def test_bad_per_call_thresholds_are_refused_before_any_work(seg):
-    with pytest.raises(PhasesegInputError, match="unknown cell type 'neuron'"):
+    known = "the model knows astro, cort, shsy5y"
+    with pytest.raises(PhasesegInputError, match=f"cell type 'neuron': {known}"):
         seg.segment(np.zeros((8, 8), np.uint8), cell_type="neuron")
     with pytest.raises(PhasesegInputError, match="must lie in"):
         seg.segment(np.zeros((8, 8), np.uint8), min_score=1.5)

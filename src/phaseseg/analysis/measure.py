@@ -308,9 +308,8 @@ def measure_images(
     out = Path(out_dir)
     files = io.find_image_files(inputs, exclude=[out, rois_dir])
     label_files = find_label_files(labels) if labels is not None else None
-    if cell_type is not None and label_files is None and cell_type not in model.postprocess:
-        known = ", ".join(model.postprocess)
-        raise io.PhasesegInputError(f"--cell-type {cell_type!r}: the model knows {known}")
+    if cell_type is not None and label_files is None:
+        model.check_cell_type(cell_type, "--cell-type")
     if out.exists() and not out.is_dir():
         raise io.PhasesegInputError(f"{out}: exists and is not a folder")
     frames, names, file_ids, unreadable = _list_frames(files)

@@ -26,9 +26,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     large, args.images = split_large_inputs(args.images, args)
     model = load_model_from_args(args)
-    if args.cell_type is not None and args.cell_type not in model.postprocess:
-        known = ", ".join(model.postprocess)
-        raise PhasesegInputError(f"--cell-type {args.cell_type!r}: the model knows {known}")
+    if args.cell_type is not None:
+        model.check_cell_type(args.cell_type, "--cell-type")
     n_large, cells_large, failed_large = predict_large(large, model, args)
     if not args.images:  # large images only
         for line in failed_large:

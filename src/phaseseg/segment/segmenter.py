@@ -111,12 +111,17 @@ class Segmenter:
         check_min_score(min_score)
         self.postprocess = {k: replace(v, min_score=min_score) for k, v in self.postprocess.items()}
 
+    def check_cell_type(self, cell_type: str, option: str = "cell type") -> None:
+        """Raise :class:`PhasesegInputError` unless the model has thresholds for
+        ``cell_type`` (the message names it as ``option``, e.g. ``"--cell-type"``)."""
+        if cell_type not in self.postprocess:
+            known = ", ".join(self.postprocess)
+            raise PhasesegInputError(f"{option} {cell_type!r}: the model knows {known}")
+
     def thresholds(self, cell_type: str, min_score: float | None = None) -> PostprocessParams:
         """The post-processing thresholds of ``cell_type``, with ``min_score`` overridden
         when given (a copy: the model is not changed)."""
-        if cell_type not in self.postprocess:
-            known = ", ".join(self.postprocess)
-            raise PhasesegInputError(f"unknown cell type {cell_type!r}; known: {known}")
+        self.check_cell_type(cell_type)
         params = self.postprocess[cell_type]
         return params if min_score is None else replace(params, min_score=min_score)
 
