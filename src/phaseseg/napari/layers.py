@@ -103,11 +103,11 @@ def labels_layer_name(image_name: str) -> str:
 
 
 def training_pairs(
-    layers: Iterable[tuple[str, Any, bool, str, Any]],
+    layers: Iterable[tuple[str, Any, bool, str]],
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Image layers paired with their (corrected) Labels layers, for fine-tuning.
 
-    ``layers``: ``(name, data, rgb, kind, ...)`` per layer, ``kind`` "image" or "labels" (any
+    ``layers``: ``(name, data, rgb, kind)`` per layer, ``kind`` "image" or "labels" (any
     other kind is skipped). An image layer ``name`` pairs with the Labels layer named
     ``name + " cells"`` (the name *Segment* gives it); a pair whose shapes differ, or whose
     labels hold no cell, raises :class:`PhasesegInputError` naming the layer.
@@ -115,15 +115,15 @@ def training_pairs(
     Returns ``(name, image (H, W), labels (H, W) int32)`` for every pair, in layer order.
 
     >>> img = np.zeros((8, 8), np.uint8); lab = np.zeros((8, 8), np.int32); lab[2:5, 2:5] = 1
-    >>> pairs = training_pairs([("a", img, False, "image", None), ("a cells", lab, False,
-    ...                         "labels", None), ("b", img, False, "image", None)])
-    >>> [(name, labels.max()) for name, _, labels in pairs]
+    >>> layers = [("a", img, False, "image"), ("a cells", lab, False, "labels"),
+    ...           ("b", img, False, "image")]
+    >>> [(name, int(labels.max())) for name, _, labels in training_pairs(layers)]
     [('a', 1)]
     """
     layers = list(layers)
-    labels = {name: data for name, data, _, kind, *_ in layers if kind == "labels"}
+    labels = {name: data for name, data, _, kind in layers if kind == "labels"}
     pairs = []
-    for name, data, rgb, kind, *_ in layers:
+    for name, data, rgb, kind in layers:
         if kind != "image" or labels_layer_name(name) not in labels:
             continue
         image = layer_image(data, name, rgb=rgb)
