@@ -206,12 +206,7 @@ class SegmentWidget(Container):
             ignore_errors=True,
         )(image, layer.name, self.segment_options(), pixel_size)
         worker.yielded.connect(self._step_done)
-        worker.returned.connect(lambda result: self._add_labels(layer, *result))
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        worker.start()
-        return worker
+        return self._start(worker, lambda result: self._add_labels(layer, *result))
 
     def _segment(
         self, image: np.ndarray, name: str, options: dict[str, Any], pixel_size: float | None
@@ -309,7 +304,12 @@ class SegmentWidget(Container):
         worker = thread_worker(self._finetune, ignore_errors=True)(
             pairs, cell_type, out, minutes, str(init) if init else "bundled"
         )
-        worker.returned.connect(self._finetuned)
+        return self._start(worker, self._finetuned)
+
+    def _start(self, worker: Any, on_return: Any) -> Any:
+        """Connect ``worker`` (its result to ``on_return``), make it the widget's one job,
+        start it and return it."""
+        worker.returned.connect(on_return)
         worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)
         self.worker = worker
