@@ -219,3 +219,11 @@ def test_widget_finetunes_on_corrected_labels_and_then_uses_the_new_model(
     _segment(widget, qtbot)
     assert "(mine thresholds" in widget.status.value
     assert sorted(p.name for p in out.parent.iterdir()) == ["mine.config.json", "mine.pt"]
+
+    # again, from the fine-tuned model into the same file: the widget reloads it
+    widget.new_type.value = "mine2"
+    widget.finetune()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert load_model_file(out)["cell_types"] == ["astro", "cort", "shsy5y", "mine", "mine2"]
+    assert widget.model().cell_types == ["astro", "cort", "shsy5y", "mine", "mine2"]
+    assert widget.cell_type.value == "mine2" and "mine" in widget.cell_type.choices

@@ -339,7 +339,11 @@ class SegmentWidget(Container):
 
     def _finetuned(self, result: FinetuneResult) -> None:
         self.progress.max, self.progress.value = STEPS, STEPS
-        self.model_file.value = result.model_path  # offers the model's types, new one included
+        self._models.pop(result.model_path, None)  # the file may have been rewritten
+        if self.model_file.value == result.model_path:
+            self._model_changed()  # same file again: no change event, offer its types anyway
+        else:
+            self.model_file.value = result.model_path  # offers its types, the new one included
         self.cell_type.value = result.cell_type
         score = "–" if result.score is None else f"{result.score:.3f}"
         message = (
