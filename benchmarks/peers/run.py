@@ -59,7 +59,9 @@ INSTANSEG_NOT_RUN = {
     "method": "InstanSeg",
     "notes": f"not run: its venv {IS_PYTHON} is missing (`make instanseg-venv`)",
 }
-RECIPE_MINUTES = 80.0  # phaseseg's CPU recipe: 78.5-80.5 min wall clock (BENCHMARKS.md)
+# the peers' training budget: phaseseg's CPU recipe took 78.5-80.5 min on the 2-core machine of
+# 2026-12-04 (BENCHMARKS.md), 54 min (training loop) on the 2-core Xeon of 2026-12-05
+RECIPE_MINUTES = 80.0
 BUNDLED = "phaseseg (bundled model)"
 RECIPE = "phaseseg (CPU recipe)"
 OPTIMISM = HERE.parent / "threshold_optimism.py"
