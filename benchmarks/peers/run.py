@@ -139,7 +139,7 @@ def phaseseg_row(
 def _subset(data: Path, dst: Path, per_type: int) -> Path:
     """A Sartorius-style folder in ``dst`` with ``per_type`` images per type of every fold
     (quick mode's training set): train.csv and folds.csv cut down, images linked."""
-    folds, _ = classical.load_split(data)
+    folds = pd.read_csv(data / "folds.csv", dtype={"id": str})  # train.csv is read once, below
     ids = {i for f in folds["fold"].unique() for i, _ in classical.sample_ids(folds, {f}, per_type)}
     (dst / "train").mkdir(parents=True, exist_ok=True)
     for image_id in ids:

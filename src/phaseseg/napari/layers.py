@@ -124,17 +124,18 @@ def training_pairs(
     labels = {name: data for name, data, _, kind in layers if kind == "labels"}
     pairs = []
     for name, data, rgb, kind in layers:
-        if kind != "image" or labels_layer_name(name) not in labels:
+        labels_name = labels_layer_name(name)
+        if kind != "image" or labels_name not in labels:
             continue
         image = layer_image(data, name, rgb=rgb)
-        cells = np.asarray(labels[labels_layer_name(name)])
+        cells = np.asarray(labels[labels_name])
         if cells.shape != image.shape:
             raise PhasesegInputError(
-                f"layer {labels_layer_name(name)!r}: shape {cells.shape}, but its image "
-                f"{name!r} is {image.shape}"
+                f"layer {labels_name!r}: shape {cells.shape}, but its image {name!r} is "
+                f"{image.shape}"
             )
         if not cells.any():
-            raise PhasesegInputError(f"layer {labels_layer_name(name)!r}: no cell drawn")
+            raise PhasesegInputError(f"layer {labels_name!r}: no cell drawn")
         pairs.append((name, image, cells.astype(np.int32)))
     return pairs
 

@@ -231,7 +231,7 @@ class SegmentWidget(Container):
         ndim = layer.ndim
         self.viewer.add_labels(
             labels,
-            name=f"{layer.name} cells",
+            name=labels_layer_name(layer.name),
             features=features,
             scale=tuple(layer.scale)[ndim - 2 :],
             translate=tuple(layer.translate)[ndim - 2 :],
