@@ -84,22 +84,6 @@ def _mosaic(n: int) -> np.ndarray:
     return np.block([[images[i * n + j] for j in range(n)] for i in range(n)])
 
 
-def _write_ome_zarr(path: Path, image: np.ndarray) -> None:
-    """``image`` as a one-level OME-Zarr (NGFF 0.5, through bioio-ome-zarr)."""
-    from bioio_ome_zarr.writers import OMEZarrWriter
-
-    if path.exists():
-        sys.exit(f"{path}: exists")
-    writer = OMEZarrWriter(
-        str(path),
-        level_shapes=image.shape,
-        dtype=image.dtype,
-        axes_names=["y", "x"],
-        axes_types=["space", "space"],
-    )
-    writer.write_full_volume(image)
-
-
 def _run(mode: str, zarr_path: Path, out: Path, block: int = 0) -> dict:
     cmd = [sys.executable, "-c", CHILD, mode, str(zarr_path), str(out), str(block)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -121,11 +105,12 @@ def main() -> None:
 
     import zarr
 
+    from phaseseg.io.large import write_ome_zarr_image
     from phaseseg.segment.stitch import agreement, block_grid
 
     mosaic = _mosaic(args.n)
     if args.write_mosaic:
-        _write_ome_zarr(Path(args.write_mosaic), mosaic)
+        write_ome_zarr_image(Path(args.write_mosaic), mosaic)
         print(f"{args.write_mosaic}: {mosaic.shape[1]}x{mosaic.shape[0]} px")
         return
     results: dict = {
@@ -137,7 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         zarr_path = tmp / "mosaic.ome.zarr"
-        _write_ome_zarr(zarr_path, mosaic)
+        write_ome_zarr_image(zarr_path, mosaic)
         runs = results["runs"]
         runs["baseline"] = _run("baseline", zarr_path, tmp / "none")
         print("baseline", runs["baseline"], flush=True)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from phaseseg import io
 from phaseseg.cli import main
-from phaseseg.io.large import create_label_image, open_large_image
+from phaseseg.io.large import create_label_image, open_large_image, write_ome_zarr_image
 from phaseseg.segment.stitch import (
     agreement,
     block_grid,
@@ -124,7 +124,17 @@ def test_rgb_png_converts_as_read_image(tmp_path):
     data = np.random.default_rng(1).integers(0, 255, (90, 120, 3), dtype=np.uint8)
     Image.fromarray(data).save(tmp_path / "c.png")
     image, _ = open_large_image(tmp_path / "c.png")
+    # PIL's own integer luma (to hold a huge PNG at 1 byte per pixel) differs by rounding
     assert np.abs(image.compute().astype(int) - io.read_image(tmp_path / "c.png")).max() <= 1
+
+
+def test_float_rgb_tiff_keeps_its_contrast_and_converts_as_read_image(tmp_path):
+    ramp = np.linspace(0.0, 1.0, 120)[None, :, None] * np.ones((90, 1, 3))  # RGB in 0..1
+    tifffile.imwrite(tmp_path / "f.tif", ramp.astype(np.float32), photometric="rgb")
+    image, _ = open_large_image(tmp_path / "f.tif")
+    whole = io.read_image(tmp_path / "f.tif")
+    assert whole.min() == 0 and whole.max() == 255  # scaled, not rounded onto 0 and 1
+    np.testing.assert_array_equal(image.compute(), whole)
 
 
 def test_label_image_is_an_ngff_label_that_ome_zarr_reads(tmp_path):
@@ -173,18 +183,7 @@ def _mosaic(shared_data: Path, rows: int, cols: int) -> np.ndarray:
 
 
 def _write_ome_zarr(path: Path, image: np.ndarray) -> None:
-    from bioio_ome_zarr.writers import OMEZarrWriter
-
-    writer = OMEZarrWriter(
-        str(path),
-        level_shapes=image.shape,
-        dtype=image.dtype,
-        axes_names=["y", "x"],
-        axes_types=["space", "space"],
-        axes_units=["micrometer", "micrometer"],
-        physical_pixel_size=[0.5, 0.5],
-    )
-    writer.write_full_volume(image)
+    write_ome_zarr_image(path, image, pixel_size=0.5)
 
 
 def _compare_with_in_memory(

@@ -11,12 +11,13 @@ own:
 - phaseseg's CPU recipe: ``phaseseg train`` with its defaults on folds 1-4, scored on fold 0
   with thresholds tuned on the other half of fold 0 (``benchmarks/threshold_optimism.py``);
 - the classical floor of ``classical.py``;
-- Cellpose 3 and InstanSeg, each trained from scratch in its own venv for the recipe's
-  wall-clock budget (:data:`RECIPE_MINUTES`).
+- Cellpose 3 and InstanSeg, each trained from scratch in its own venv for as long as the
+  recipe's training took on this machine (its ``train_seconds``; :data:`RECIPE_MINUTES` where
+  the recipe model has none).
 
 Peers that cannot run in this environment get a row saying why. ``--*-model`` reuses a model
 trained by an earlier run (its record beside it) and only predicts and scores: the three
-trainings take about 80 minutes each, more than one sitting on a 2-core machine. Writes
+trainings take about an hour each on a 2-core machine. Writes
 ``results.md`` (one table: overall and per-cell-type competition score, median seconds per
 image, training wall-clock, peak memory, notes), ``results.png`` (bar plot) and
 ``results.json`` into ``--out``.
@@ -59,8 +60,10 @@ INSTANSEG_NOT_RUN = {
     "method": "InstanSeg",
     "notes": f"not run: its venv {IS_PYTHON} is missing (`make instanseg-venv`)",
 }
-# the peers' training budget: phaseseg's CPU recipe took 78.5-80.5 min on the 2-core machine of
-# 2026-12-04 (BENCHMARKS.md), 54 min (training loop) on the 2-core Xeon of 2026-12-05
+# the peers' training budget is the CPU recipe's training time on the machine of the run (the
+# recipe row's ``training_seconds``); this is the fallback where that row has none. The recipe
+# took 78.5-80.5 min on the 2-core machine of 2026-12-04 (BENCHMARKS.md), 54 min on the 2-core
+# Xeon of 2026-12-05.
 RECIPE_MINUTES = 80.0
 BUNDLED = "phaseseg (bundled model)"
 RECIPE = "phaseseg (CPU recipe)"
@@ -159,6 +162,8 @@ def recipe_row(data: Path, work: Path, quick: bool, model: Path | None = None) -
     BENCHMARKS.md); the model's stored thresholds, tuned on all of fold 0 by the recipe
     itself, and the untuned defaults are in the notes.
     """
+    from phaseseg.train.loop import state_path
+
     work.mkdir(parents=True, exist_ok=True)
     if model is None:
         model = work / "model.pt"
@@ -166,7 +171,7 @@ def recipe_row(data: Path, work: Path, quick: bool, model: Path | None = None) -
         cmd = [sys.executable, "-m", "phaseseg.cli", "train", str(source), "--out", str(model)]
         if quick:
             cmd += ["--steps", "2", "--batch-size", "2", "--eval-every", "2", "--no-tune"]
-        if Path(f"{model}.state.pt").exists():
+        if state_path(model).exists():
             cmd.append("--resume")
         log.info("running %s", " ".join(cmd))
         subprocess.run(cmd, check=True)
@@ -229,8 +234,10 @@ def _link(src: Path, dst: Path) -> None:
         dst.symlink_to(src.resolve())
 
 
-def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None) -> dict:
-    """Train Cellpose 3 on folds 1-4 in its own venv (same budget as phaseseg), score fold 0.
+def cellpose_row(
+    data: Path, work: Path, quick: bool, model: Path | None = None, budget_s: float = 0.0
+) -> dict:
+    """Train Cellpose 3 on folds 1-4 in its own venv for ``budget_s`` seconds, score fold 0.
 
     ``model``: an already trained Cellpose model (its ``train.json`` record beside it) to
     skip the training run.
@@ -249,8 +256,8 @@ def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None)
     predict_limit = ["--max-images", "2"] if quick else []
     train_json = model.parent.parent / "train.json" if model else work / "train.json"
     if model is None:
-        budget = 1.0 if quick else RECIPE_MINUTES * 60
-        cmd = [str(CP_PYTHON), script, "train", str(prep), "--budget-s", str(budget)]
+        budget = 1.0 if quick else budget_s
+        cmd = [str(CP_PYTHON), script, "train", str(prep), "--budget-s", f"{budget:.0f}"]
         cmd += ["--out", str(work), "--json", str(train_json), *train_limit]
         log.info("running %s", " ".join(cmd))
         subprocess.run(cmd, check=True)
@@ -294,8 +301,10 @@ def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None = None)
     }
 
 
-def instanseg_row(data: Path, work: Path, quick: bool, model: Path | None = None) -> dict:
-    """Train InstanSeg on folds 1-4 in its own venv (phaseseg's recipe's budget), score fold 0.
+def instanseg_row(
+    data: Path, work: Path, quick: bool, model: Path | None = None, budget_s: float = 0.0
+) -> dict:
+    """Train InstanSeg on folds 1-4 in its own venv for ``budget_s`` seconds, score fold 0.
 
     ``model``: an already trained InstanSeg model folder (``instanseg_peer.py train``'s
     ``OUT/instanseg``, its ``train.json`` record in ``OUT``) to skip the training run.
@@ -313,7 +322,7 @@ def instanseg_row(data: Path, work: Path, quick: bool, model: Path | None = None
     script = str(HERE / "instanseg_peer.py")
     train_json = model.parent / "train.json" if model else work / "train.json"
     if model is None:
-        minutes = 0.05 if quick else RECIPE_MINUTES
+        minutes = 0.05 if quick else budget_s / 60
         cmd = [str(IS_PYTHON), script, "train", str(prep), "--minutes", str(minutes)]
         cmd += ["--out", str(work), "--json", str(train_json)]
         cmd += ["--max-images", "6", "--probe-samples", "0"] if quick else []
@@ -481,12 +490,18 @@ def main() -> None:
         args.out = HERE
     args.out.mkdir(parents=True, exist_ok=True)
     common = ["--data", str(args.data), *(["--quick"] if args.quick else [])]
+    bundled = run_row([str(HERE / "run.py"), "--row", "phaseseg"], args.out / "_ps.json", common)
+    recipe = recipe_row(args.data, args.out / "recipe", args.quick, args.recipe_model)
+    budget_s = recipe.get("training_seconds") or RECIPE_MINUTES * 60
+    log.info("the peers' training budget: %.0f s (the CPU recipe's)", budget_s)
     rows = [
-        run_row([str(HERE / "run.py"), "--row", "phaseseg"], args.out / "_ps.json", common),
-        recipe_row(args.data, args.out / "recipe", args.quick, args.recipe_model),
+        bundled,
+        recipe,
         run_row([str(HERE / "classical.py")], args.out / "_classical.json", common),
-        cellpose_row(args.data, args.out / "cellpose3", args.quick, args.cellpose_model),
-        instanseg_row(args.data, args.out / "instanseg_peer", args.quick, args.instanseg_model),
+        cellpose_row(args.data, args.out / "cellpose3", args.quick, args.cellpose_model, budget_s),
+        instanseg_row(
+            args.data, args.out / "instanseg_peer", args.quick, args.instanseg_model, budget_s
+        ),
         *NOT_RUN,
     ]
     for tmp in ("_ps.json", "_classical.json"):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from phaseseg.io.errors import PhasesegInputError
+from phaseseg.io.gray import drop_colour, scale_to_uint8
 from phaseseg.io.microscopy import (
     BASE_SUFFIXES,
     BIOIO_SUFFIXES,
@@ -51,36 +52,25 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _to_gray_uint8(img: np.ndarray, path: Path, warn: bool = True) -> np.ndarray:
-    """``img`` as uint8 gray, warning about each conversion (unless ``warn`` is False)."""
-    img = np.squeeze(img)
-    if img.ndim == 3 and img.shape[-1] == 2:
-        if warn:
-            log.warning("%s: gray+alpha image, alpha channel dropped", path)
-        img = img[..., 0]
-    if img.ndim == 3 and img.shape[-1] in (3, 4):
-        if warn:
-            log.warning("%s: RGB image converted to grayscale", path)
-        rgb = img[..., :3].astype(np.float64)
-        img = rgb @ np.array([0.299, 0.587, 0.114])
-        if rgb.max(initial=0) <= 255 and rgb.min(initial=0) >= 0:
-            img = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    if img.ndim != 2 or img.size == 0:
-        raise PhasesegInputError(f"{path}: expected a 2-D grayscale image, got shape {img.shape}")
+    """``img`` as uint8 gray ``(H, W)``, warning about each conversion (unless ``warn`` is False).
+
+    Colour is dropped by :func:`~phaseseg.io.gray.drop_colour`; a 16-bit or float image is
+    min-max scaled onto 0..255 over its finite values.
+    """
+    img = drop_colour(img, path, warn)
     if img.dtype == np.uint8:
         return img
     if img.dtype == bool:
         return img.astype(np.uint8) * 255
     if warn:
         log.warning("%s: %s image rescaled to 8 bit", path, img.dtype)
-    img = img.astype(np.float64)
     finite = np.isfinite(img)
     if not finite.any():
         raise PhasesegInputError(f"{path}: image holds no finite values")
-    lo, hi = img[finite].min(), img[finite].max()
-    img = np.where(finite, img, lo)
+    lo, hi = float(img[finite].min()), float(img[finite].max())
     if hi <= lo:
         return np.zeros(img.shape, dtype=np.uint8)
-    return np.round((img - lo) / (hi - lo) * 255).astype(np.uint8)
+    return scale_to_uint8(img, lo, hi)
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:

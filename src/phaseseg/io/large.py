@@ -13,7 +13,7 @@ decoded once into memory (1 byte per pixel for 8-bit gray, 3 for RGB), and only 
 segmentation runs block by block. Convert such a file once to OME-Zarr or a tiled TIFF for
 a bounded memory: ``python -c "import tifffile, PIL.Image as I; I.MAX_IMAGE_PIXELS = None;
 import numpy as np; tifffile.imwrite('big.tif', np.asarray(I.open('big.png').convert('L')),
-tile=(1024, 1024), compression='zlib')"``.
+tile=(1024, 1024), compression='zlib')"``, or with :func:`write_ome_zarr_image`.
 
 Labels are written as an OME-Zarr (NGFF 0.4) label image (:func:`create_label_image`): a
 multiscales group with ``image-label`` metadata, which napari (``napari-ome-zarr``) opens as a
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from phaseseg.io.errors import PhasesegInputError
+from phaseseg.io.gray import drop_colour, scale_to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -142,22 +143,12 @@ def _open_zarr(path: Path) -> tuple[Any, float | None]:
 
 
 def to_gray_uint8(array: Any, path: Path) -> Any:
-    """A dask array as uint8 gray ``(H, W)``, converted lazily (the min-max of a 16-bit or
-    float image is computed first, over the whole image)."""
+    """A dask array as uint8 gray ``(H, W)``, converted lazily by the rule of
+    :func:`phaseseg.io.read_image` (the min-max of a 16-bit or float image is computed first,
+    over the whole image)."""
     import dask.array as da
 
-    array = array.squeeze() if array.ndim > 2 else array
-    if array.ndim == 3 and array.shape[-1] == 2:
-        log.warning("%s: gray+alpha image, alpha channel dropped", path)
-        array = array[..., 0]
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        log.warning("%s: RGB image converted to grayscale", path)
-        eight_bit = array.dtype == np.uint8
-        array = da.tensordot(array[..., :3].astype(np.float64), [0.299, 0.587, 0.114], axes=1)
-        if eight_bit:
-            array = da.clip(da.round(array), 0, 255).astype(np.uint8)
-    if array.ndim != 2 or array.size == 0:
-        raise PhasesegInputError(f"{path}: expected a 2-D grayscale image, got shape {array.shape}")
+    array = drop_colour(array, path)
     if array.dtype == np.uint8:
         return array
     if array.dtype == bool:
@@ -172,12 +163,40 @@ def to_gray_uint8(array: Any, path: Path) -> Any:
         raise PhasesegInputError(f"{path}: image holds no finite values")
     if hi <= lo:
         return da.zeros(array.shape, dtype=np.uint8, chunks=array.chunks)
+    return array.map_blocks(scale_to_uint8, lo=lo, hi=hi, dtype=np.uint8)
 
-    def scale(block: np.ndarray) -> np.ndarray:
-        img = np.where(np.isfinite(block), block.astype(np.float64), lo)
-        return np.round((img - lo) / (hi - lo) * 255).astype(np.uint8)
 
-    return array.map_blocks(scale, dtype=np.uint8)
+def write_ome_zarr_image(
+    path: str | os.PathLike, image: np.ndarray, *, pixel_size: float | None = None
+) -> None:
+    """Write a 2-D ``(H, W)`` image as a one-level OME-Zarr (NGFF 0.5), through bioio-ome-zarr
+    (``phaseseg[formats]``).
+
+    The format :func:`open_large_image` reads tile by tile: convert a huge PNG once, then
+    segment it in bounded memory. ``pixel_size`` (µm) goes into the metadata when given. An
+    existing ``path`` is refused with :class:`PhasesegInputError`.
+    """
+    from bioio_ome_zarr.writers import OMEZarrWriter
+
+    if Path(path).exists():
+        raise PhasesegInputError(f"{path}: exists; not overwritten")
+    if image.ndim != 2:
+        raise PhasesegInputError(f"{path}: expected a 2-D image, got shape {image.shape}")
+    calibrated = {}
+    if pixel_size is not None:
+        calibrated = {
+            "axes_units": ["micrometer", "micrometer"],
+            "physical_pixel_size": [pixel_size, pixel_size],
+        }
+    writer = OMEZarrWriter(
+        str(path),
+        level_shapes=image.shape,
+        dtype=image.dtype,
+        axes_names=["y", "x"],
+        axes_types=["space", "space"],
+        **calibrated,
+    )
+    writer.write_full_volume(image)
 
 
 def create_label_image(

@@ -159,7 +159,12 @@ def train_step(
     return loss, parts
 
 
-def _state_path(out: Path) -> Path:
+def state_path(out: Path) -> Path:
+    """Where a training run writing the model ``out`` keeps its resumable state.
+
+    >>> state_path(Path("runs/model.pt")).as_posix()
+    'runs/model.pt.state.pt'
+    """
     return out.with_name(out.name + ".state.pt")
 
 
@@ -412,7 +417,7 @@ class _Run:
 
     @property
     def state_path(self) -> Path:
-        return _state_path(self.out)
+        return state_path(self.out)
 
     def train_mode(self) -> None:
         """The network in training mode, except a frozen encoder (``freeze="encoder"``) and,
