@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import classical
@@ -234,6 +235,40 @@ def _link(src: Path, dst: Path) -> None:
         dst.symlink_to(src.resolve())
 
 
+def _budget_words(trained_s: float, budget_s: float) -> str:
+    """How a peer's training budget compares with the recipe's ``budget_s`` on this machine.
+
+    >>> _budget_words(4800, 3254)
+    "a 4800 s budget (1.48x the 3254 s phaseseg's recipe trained here)"
+    """
+    if abs(trained_s - budget_s) <= 0.02 * budget_s:
+        return f"the {trained_s:.0f} s budget of phaseseg's recipe"
+    ratio = trained_s / budget_s
+    here = f"the {budget_s:.0f} s phaseseg's recipe trained here"
+    return f"a {trained_s:.0f} s budget ({ratio:.2f}x {here})"
+
+
+def _score_labels(
+    labels_dir: Path,
+    val_ids: list[str],
+    folds: pd.DataFrame,
+    truth: dict,
+    read: Callable[[Path], np.ndarray],
+) -> dict[str, list[float]]:
+    """Competition score of each fold-0 label TIFF in ``labels_dir`` (read with ``read``), by
+    cell type."""
+    from phaseseg import io
+    from phaseseg.metrics import image_score
+
+    types = folds.set_index("id")["cell_type"]
+    scores: dict[str, list[float]] = {t: [] for t in CELL_TYPES}
+    for path in sorted(labels_dir.glob("*.tif")):
+        if path.stem in val_ids:
+            true = io.annotations_to_labels(truth[path.stem])
+            scores[types[path.stem]].append(image_score(true, read(path)))
+    return scores
+
+
 def cellpose_row(
     data: Path, work: Path, quick: bool, model: Path | None = None, budget_s: float = 0.0
 ) -> dict:
@@ -242,9 +277,7 @@ def cellpose_row(
     ``model``: an already trained Cellpose model (its ``train.json`` record beside it) to
     skip the training run.
     """
-    from phaseseg import io
     from phaseseg.io.formats import read_labels
-    from phaseseg.metrics import image_score
 
     if not CP_PYTHON.exists():
         return CELLPOSE_NOT_RUN
@@ -278,13 +311,7 @@ def cellpose_row(
     log.info("running %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     predicted = json.loads((work / "predict.json").read_text())
-
-    types = folds.set_index("id")["cell_type"]
-    scores: dict[str, list[float]] = {t: [] for t in CELL_TYPES}
-    for path in sorted(labels_dir.glob("*.tif")):
-        if path.stem in val_ids:
-            true = io.annotations_to_labels(truth[path.stem])
-            scores[types[path.stem]].append(image_score(true, read_labels(path)))
+    scores = _score_labels(labels_dir, val_ids, folds, truth, read_labels)
     return {
         "method": "Cellpose 3",
         "quick": quick,
@@ -294,8 +321,8 @@ def cellpose_row(
         "peak_memory_mib": max(trained["peak_memory_mib"], predicted["peak_memory_mib"]),
         "notes": f"cellpose {trained['cellpose_version']} in its own venv, from scratch; "
         f"train_seg defaults, {trained['n_epochs']} epochs of "
-        f"{trained['images_per_epoch']} images to fill the "
-        f"{trained['budget_seconds']:.0f} s budget of phaseseg's recipe "
+        f"{trained['images_per_epoch']} images to fill "
+        f"{_budget_words(trained['budget_seconds'], budget_s)} "
         f"(+{trained['flow_seconds']:.0f} s computing flows); eval defaults, diameter = "
         f"training mean {predicted['diam_labels']:.1f} px",
     }
@@ -310,9 +337,6 @@ def instanseg_row(
     ``OUT/instanseg``, its ``train.json`` record in ``OUT``) to skip the training run.
     """
     import tifffile
-
-    from phaseseg import io
-    from phaseseg.metrics import image_score
 
     if not IS_PYTHON.exists():
         return INSTANSEG_NOT_RUN
@@ -336,14 +360,10 @@ def instanseg_row(
     log.info("running %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     predicted = json.loads((work / "predict.json").read_text())
-
-    types = folds.set_index("id")["cell_type"]
-    scores: dict[str, list[float]] = {t: [] for t in CELL_TYPES}
-    for path in sorted(labels_dir.glob("*.tif")):
-        if path.stem in val_ids:
-            true = io.annotations_to_labels(truth[path.stem])
-            pred = tifffile.imread(path).astype(np.int32)  # as instanseg_peer.py wrote it
-            scores[types[path.stem]].append(image_score(true, pred))
+    # read as instanseg_peer.py wrote them
+    scores = _score_labels(
+        labels_dir, val_ids, folds, truth, lambda p: tifffile.imread(p).astype(np.int32)
+    )
     versions = trained["versions"]
     changed = ", ".join(f"{k}={v}" for k, v in trained["settings"].items())
     post = "tuned on the validation split" if trained["params"] else "InstanSeg defaults"
@@ -358,8 +378,8 @@ def instanseg_row(
         "in its own venv, from scratch through its instanseg_training (train.py); its defaults "
         f"but {changed}; {trained['epochs']} epochs (the first "
         f"{min(trained['epochs'], trained['hotstart_epochs'])} hot-start) of "
-        f"{trained['samples_per_epoch']} 256-px tiles to fill the "
-        f"{trained['budget_seconds']:.0f} s budget of phaseseg's recipe "
+        f"{trained['samples_per_epoch']} 256-px tiles to fill "
+        f"{_budget_words(trained['budget_seconds'], budget_s)} "
         f"(+{trained['probe_seconds']:.0f} s timing probe), weights of epoch "
         f"{trained['kept_epoch']} kept (best validation F1 {trained['kept_validation_f1']:.3f}; "
         f"{trained['train_images']} train / {trained['validation_images']} validation images "
@@ -444,15 +464,17 @@ def write_plot(rows: list[dict], path: Path, quick: bool) -> None:
 
     ran = [r for r in rows if r.get("overall") is not None]
     groups = ["overall", *CELL_TYPES]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / max(len(ran), 1)
     for k, r in enumerate(ran):
         vals = [r["overall"], *(r["per_cell_type"].get(t, np.nan) for t in CELL_TYPES)]
-        ax.bar(np.arange(len(groups)) + k * width, vals, width, label=r["method"])
+        label = r["method"] + (" — in-sample" if "in-sample" in r.get("notes", "") else "")
+        bars = ax.bar(np.arange(len(groups)) + k * width, vals, width, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)  # a zero score stays visible
     ax.set_xticks(np.arange(len(groups)) + width * (len(ran) - 1) / 2, groups)
     ax.set_ylabel("competition score (fold 0)")
     ax.set_title(QUICK_BANNER if quick else "phaseseg vs peers, fold 0")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
