@@ -269,9 +269,7 @@ def _score_labels(
     return scores
 
 
-def cellpose_row(
-    data: Path, work: Path, quick: bool, model: Path | None = None, budget_s: float = 0.0
-) -> dict:
+def cellpose_row(data: Path, work: Path, quick: bool, model: Path | None, budget_s: float) -> dict:
     """Train Cellpose 3 on folds 1-4 in its own venv for ``budget_s`` seconds, score fold 0.
 
     ``model``: an already trained Cellpose model (its ``train.json`` record beside it) to
@@ -328,9 +326,7 @@ def cellpose_row(
     }
 
 
-def instanseg_row(
-    data: Path, work: Path, quick: bool, model: Path | None = None, budget_s: float = 0.0
-) -> dict:
+def instanseg_row(data: Path, work: Path, quick: bool, model: Path | None, budget_s: float) -> dict:
     """Train InstanSeg on folds 1-4 in its own venv for ``budget_s`` seconds, score fold 0.
 
     ``model``: an already trained InstanSeg model folder (``instanseg_peer.py train``'s
