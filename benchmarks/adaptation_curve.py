@@ -21,6 +21,9 @@ says which base each figure used.
 
 Options ``--lr``, ``--freeze``, ``--ema-decay`` override the fine-tuning defaults (to compare
 settings); ``--score-images N`` scores only the first N fold-0 images of T (quicker).
+
+With ``--json OUT`` every finished row is written to ``OUT.partial.json`` at once; a run that
+was cut is started again with the same command and skips the rows already there.
 """
 
 from __future__ import annotations
@@ -205,13 +208,27 @@ def main() -> int:
     truth = io.read_train_csv(args.data / "train.csv")
     base = None if args.base == "bundled" else args.base
     reference = None if args.reference == "bundled" else args.reference
-    rows: list[dict] = []
-    ref_scores: dict[str, float] = {}
+    partial = args.json.with_suffix(".partial.json") if args.json else None
+    done: dict = json.loads(partial.read_text()) if partial and partial.exists() else {}
+    rows: list[dict] = done.get("rows", [])
+    ref_scores: dict[str, float] = done.get("reference_scores", {})
+
+    def have(t: str, k: int, m: float) -> bool:
+        return any((r["cell_type"], r["k"], r["minutes"]) == (t, k, m) for r in rows)
+
+    def save() -> None:
+        if partial:
+            tmp = partial.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"rows": rows, "reference_scores": ref_scores}, indent=2))
+            tmp.replace(partial)
+
+    if rows:
+        log.info("resuming from %s: %d rows done", partial, len(rows))
     for t in args.types:
         scored = sorted(folds.loc[(folds["cell_type"] == t) & (folds["fold"] == 0), "id"])
         scored = scored[: args.score_images] if args.score_images else scored
         closest = closest_known_type(base, args.data, scored)
-        if not args.skip_baselines:
+        if not args.skip_baselines and not have(t, 0, 0):
             ref = score_model(reference, args.data, truth, scored, t)
             ref_scores[t] = ref["score"]
             zero = score_model(base, args.data, truth, scored, closest)
@@ -231,13 +248,17 @@ def main() -> int:
                 closest,
                 zero["score"],
             )
+            save()
         for k in args.k:
             ids = pick_images(folds, t, k, args.seed)
             for m in args.minutes:
+                if have(t, k, m):
+                    continue
                 if m == 0:  # no training: the base model, thresholds tuned on the k images
                     rows.append(thresholds_only(base, closest, args.data, truth, ids, scored))
                     rows[-1].update(cell_type=t, k=k)
                     log.info("%s k=%d thresholds only: %.4f", t, k, rows[-1]["score"])
+                    save()
                     continue
                 with tempfile.TemporaryDirectory() as tmp:
                     user = Path(tmp) / "user"
@@ -274,6 +295,7 @@ def main() -> int:
                     "in_sample_score": result.score,
                 }
                 rows.append(row)
+                save()
                 log.info(
                     "%s k=%d %g min: %.4f (%d steps, %.0f s)",
                     t,
@@ -308,6 +330,7 @@ def main() -> int:
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+        partial.unlink(missing_ok=True)
     if args.plot:
         plot(rows, ref_scores, args.plot)
     return 0

@@ -25,7 +25,6 @@ from phaseseg.io.images import (
     IMAGE_SUFFIXES,
     TIFF_SUFFIXES,
     ImageFile,
-    _to_gray_uint8,
     find_image_files,
     find_image_set,
     find_images,
@@ -101,5 +100,4 @@ __all__ = [
     "_parse_ints",
     "_read_csv",
     "_rows_runs",
-    "_to_gray_uint8",
 ]

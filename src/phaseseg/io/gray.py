@@ -46,6 +46,43 @@ def drop_colour(img: Any, path: Path, warn: bool = True) -> Any:
     return img
 
 
+def to_gray_uint8(img: Any, path: Path, warn: bool = True) -> Any:
+    """``img`` (numpy, or dask: converted lazily) as uint8 gray ``(H, W)`` of the same kind.
+
+    Colour goes by :func:`drop_colour`; a bool image becomes 0/255; a 16-bit or float image is
+    min-max scaled onto 0..255 over its finite values (for a dask array the min and max are
+    computed first, over the whole image). Each conversion is logged unless ``warn`` is False.
+
+    >>> to_gray_uint8(np.array([[0, 2000], [4000, 1000]], np.uint16), Path("x.tif"), warn=False)
+    array([[  0, 128],
+           [255,  64]], dtype=uint8)
+    """
+    img = drop_colour(img, path, warn)
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == bool:
+        return img.astype(np.uint8) * 255
+    if warn:
+        log.warning("%s: %s image rescaled to 8 bit", path, img.dtype)
+    lazy = not isinstance(img, np.ndarray)
+    if lazy:
+        import dask.array as xp
+    else:
+        xp = np
+    finite = xp.isfinite(img)
+    lo, hi = xp.where(finite, img, np.inf).min(), xp.where(finite, img, -np.inf).max()
+    if lazy:
+        lo, hi = xp.compute(lo, hi)
+    lo, hi = float(lo), float(hi)
+    if not np.isfinite(lo):
+        raise PhasesegInputError(f"{path}: image holds no finite values")
+    if hi <= lo:
+        return xp.zeros_like(img, dtype=np.uint8)
+    if lazy:
+        return img.map_blocks(scale_to_uint8, lo=lo, hi=hi, dtype=np.uint8)
+    return scale_to_uint8(img, lo, hi)
+
+
 def scale_to_uint8(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """``img`` mapped linearly from ``lo..hi`` onto 0..255 (``hi > lo``), as uint8.
 

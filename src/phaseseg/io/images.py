@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from phaseseg.io.errors import PhasesegInputError
-from phaseseg.io.gray import drop_colour, scale_to_uint8
 from phaseseg.io.microscopy import (
     BASE_SUFFIXES,
     BIOIO_SUFFIXES,
@@ -49,28 +48,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return next(frames)[1]
     finally:
         frames.close()
-
-
-def _to_gray_uint8(img: np.ndarray, path: Path, warn: bool = True) -> np.ndarray:
-    """``img`` as uint8 gray ``(H, W)``, warning about each conversion (unless ``warn`` is False).
-
-    Colour is dropped by :func:`~phaseseg.io.gray.drop_colour`; a 16-bit or float image is
-    min-max scaled onto 0..255 over its finite values.
-    """
-    img = drop_colour(img, path, warn)
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == bool:
-        return img.astype(np.uint8) * 255
-    if warn:
-        log.warning("%s: %s image rescaled to 8 bit", path, img.dtype)
-    finite = np.isfinite(img)
-    if not finite.any():
-        raise PhasesegInputError(f"{path}: image holds no finite values")
-    lo, hi = float(img[finite].min()), float(img[finite].max())
-    if hi <= lo:
-        return np.zeros(img.shape, dtype=np.uint8)
-    return scale_to_uint8(img, lo, hi)
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:

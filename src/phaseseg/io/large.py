@@ -9,7 +9,8 @@ Which inputs take the block path (:mod:`phaseseg.segment.large`), see :func:`is_
 
 Reading (:func:`open_large_image`) is lazy for OME-Zarr (bioio) and TIFF (tifffile's zarr view
 of the file's tiles or strips); a PNG or JPEG cannot be read in parts, so its pixels are
-decoded once into memory (1 byte per pixel for 8-bit gray, 3 for RGB), and only the
+decoded once into memory (1 byte per pixel for 8-bit gray, 2 for 16-bit; an RGB file is
+turned into 8-bit gray as it is read, through PIL's own 4-byte-per-pixel buffer), and only the
 segmentation runs block by block. Convert such a file once to OME-Zarr or a tiled TIFF for
 a bounded memory: ``python -c "import tifffile, PIL.Image as I; I.MAX_IMAGE_PIXELS = None;
 import numpy as np; tifffile.imwrite('big.tif', np.asarray(I.open('big.png').convert('L')),
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from phaseseg.io.errors import PhasesegInputError
-from phaseseg.io.gray import drop_colour, scale_to_uint8
+from phaseseg.io.gray import to_gray_uint8
 
 log = logging.getLogger(__name__)
 
@@ -140,30 +141,6 @@ def _open_zarr(path: Path) -> tuple[Any, float | None]:
         where["C"] = _pick_channel(sizes["C"], _bioio_meta(img, 0, path).channel_names, path)
     axes = "YXS" if "S" in sizes else "YX"
     return img.get_image_dask_data(axes, **where), _bioio_meta(img, 0, path).pixel_size
-
-
-def to_gray_uint8(array: Any, path: Path) -> Any:
-    """A dask array as uint8 gray ``(H, W)``, converted lazily by the rule of
-    :func:`phaseseg.io.read_image` (the min-max of a 16-bit or float image is computed first,
-    over the whole image)."""
-    import dask.array as da
-
-    array = drop_colour(array, path)
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    log.warning("%s: %s image rescaled to 8 bit", path, array.dtype)
-    finite = da.isfinite(array)
-    lo, hi = da.compute(
-        da.where(finite, array, np.inf).min(), da.where(finite, array, -np.inf).max()
-    )
-    lo, hi = float(lo), float(hi)
-    if not np.isfinite(lo):
-        raise PhasesegInputError(f"{path}: image holds no finite values")
-    if hi <= lo:
-        return da.zeros(array.shape, dtype=np.uint8, chunks=array.chunks)
-    return array.map_blocks(scale_to_uint8, lo=lo, hi=hi, dtype=np.uint8)
 
 
 def write_ome_zarr_image(

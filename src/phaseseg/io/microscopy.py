@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from phaseseg.io.errors import PhasesegInputError
+from phaseseg.io.gray import to_gray_uint8
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,6 @@ def iter_frames(
     PhasesegInputError
         The file cannot be read (also part-way through a stack), one line naming it.
     """
-    from phaseseg.io.images import _to_gray_uint8
-
     path = Path(path)
     with _open(path) as source:
         for k, info in enumerate(source.infos):
@@ -168,7 +167,7 @@ def iter_frames(
                 raise PhasesegInputError(
                     f"{path}: not a readable image{where} ({type(e).__name__})"
                 ) from None
-            image = _to_gray_uint8(plane, path, warn=k == 0)  # warn once per file
+            image = to_gray_uint8(plane, path, warn=k == 0)  # warn once per file
             yield _with_file_id(info, file_id), image
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from phaseseg.analysis.measure import measure_cells
-from phaseseg.io import PhasesegInputError, _to_gray_uint8
+from phaseseg.io import PhasesegInputError
+from phaseseg.io.gray import to_gray_uint8
 
 #: What the *Segment* button names the Labels layer of image layer ``name``.
 LABELS_SUFFIX = " cells"
@@ -49,7 +50,7 @@ def layer_image(data: Any, name: str, rgb: bool = False) -> np.ndarray:
         data = data[0]
     image = np.asarray(data)
     if rgb:
-        return _to_gray_uint8(image, Path(name), warn=False)
+        return to_gray_uint8(image, Path(name), warn=False)
     image = np.squeeze(image)
     if image.ndim != 2 or image.size == 0:
         raise PhasesegInputError(
