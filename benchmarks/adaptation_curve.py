@@ -20,7 +20,8 @@ model to a culture as a *new type* from few images, not learning an unseen cultu
 says which base each figure used.
 
 Options ``--lr``, ``--freeze``, ``--ema-decay`` override the fine-tuning defaults (to compare
-settings); ``--score-images N`` scores only the first N fold-0 images of T (quicker).
+settings); ``--score-images N`` scores only the first N fold-0 images of T (quicker);
+``--plot-from A.json B.json --plot OUT.png`` draws the runs of several files in one figure.
 
 With ``--json OUT`` every finished row is written to ``OUT.partial.json`` at once; a run that
 was cut is started again with the same command and skips the rows already there.
@@ -164,7 +165,10 @@ def plot(rows: list[dict], reference: dict, path: Path) -> None:
             ax.plot(*zip(*(start + pts), strict=True), marker="o", label=name)
         if t in reference:
             ax.axhline(reference[t], ls="--", c="gray", label="model that saw every type")
-        ax.set(title=t, xlabel="annotated images k", ylabel="score, fold 0")
+        for k, score in start:
+            ax.annotate("base model", (k, score), xytext=(4, -12), textcoords="offset points")
+        ax.set_xticks(sorted({r["k"] for r in mine}))
+        ax.set(title=t, xlabel="annotated images k", ylabel=f"score, fold-0 {t} images")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -195,8 +199,26 @@ def main() -> int:
         metavar="DIR",
         help="write a folder without --types[0] for training a base model, and exit",
     )
+    ap.add_argument(
+        "--plot-from",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="draw --plot from the --json files of earlier runs (one panel per type), and exit",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if args.plot_from:
+        if not args.plot:
+            ap.error("--plot-from needs --plot")
+        reports = [json.loads(p.read_text()) for p in args.plot_from]
+        plot(
+            [r for rep in reports for r in rep["rows"]],
+            {t: s for rep in reports for t, s in rep["reference_scores"].items()},
+            args.plot,
+        )
+        print(f"wrote {args.plot}")
+        return 0
     if args.make_base_data:
         make_base_data(args.data, args.types[0], args.make_base_data)
         print(f"wrote {args.make_base_data}: train a base model on it with phaseseg train")
