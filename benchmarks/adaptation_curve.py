@@ -166,10 +166,10 @@ def plot(rows: list[dict], reference: dict, path: Path) -> None:
         if t in reference:
             ax.axhline(reference[t], ls="--", c="gray", label="model that saw every type")
         for k, score in start:
-            ax.annotate("base model", (k, score), xytext=(4, -12), textcoords="offset points")
+            ax.annotate("base model", (k, score), xytext=(6, 2), textcoords="offset points")
         ax.set_xticks(sorted({r["k"] for r in mine}))
         ax.set(title=t, xlabel="annotated images k", ylabel=f"score, fold-0 {t} images")
-        ax.legend()
+        ax.legend(title="fine-tuning budget")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

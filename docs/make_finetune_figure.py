@@ -1,11 +1,12 @@
 """Make docs/finetune_before_after.png, the README's fine-tuning picture.
 
     .venv/bin/python docs/make_finetune_figure.py --after mycells.pt --cell-type mycells \\
-        --image ID [--before-cell-type astro] [--out docs/finetune_before_after.png]
+        --image ID [--before M] [--before-cell-type astro] [--before-name NAME]
+        [--out docs/finetune_before_after.png]
 
-One held-out Sartorius image (not among the fine-tuning images): the annotation, the bundled
-model's cells (thresholds of ``--before-cell-type``) and the fine-tuned model's cells
-(``--cell-type``), each with the image's competition score.
+One held-out Sartorius image (not among the fine-tuning images): the annotation, the cells of
+the model before (``--before``, default the bundled one; thresholds of ``--before-cell-type``)
+and of the fine-tuned model (``--cell-type``), each with the image's competition score.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--image", required=True, help="Sartorius image id (held out)")
     ap.add_argument("--before", default=None, help="model before (default: bundled)")
     ap.add_argument("--before-cell-type", default="astro")
+    ap.add_argument("--before-name", default="bundled model", help="its name in the picture")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "finetune_before_after.png")
     args = ap.parse_args()
@@ -43,7 +45,7 @@ def main() -> None:
     after = load_model(args.after).segment(image, cell_type=args.cell_type)
     panels = [
         (truth, f"annotation ({truth.max()} cells)"),
-        (before, f"bundled model: {image_score(truth, before):.3f} ({before.max()} cells)"),
+        (before, f"{args.before_name}: {image_score(truth, before):.3f} ({before.max()} cells)"),
         (after, f"fine-tuned: {image_score(truth, after):.3f} ({after.max()} cells)"),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.9))

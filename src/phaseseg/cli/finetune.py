@@ -35,7 +35,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         f"({result.total_seconds / 60:.1f} min in all)"
     )
     if result.score is not None:
-        caveat = " - the training images themselves: expect less on new images" * (
+        caveat = " - on the training images themselves: a rough guide, either way" * (
             "in-sample" in result.tuned_on
         )
         print(
