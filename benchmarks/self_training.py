@@ -32,7 +32,6 @@ from phaseseg.segment.predict import predict_images
 from phaseseg.segment.segmenter import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartorius"
-log = logging.getLogger("self_training")
 
 
 def pseudo_rows(
@@ -53,7 +52,7 @@ def pseudo_rows(
         )
         rows = pd.read_csv(sub, dtype={"id": str}, keep_default_na=False)
     rows = rows[rows["predicted"] != ""].rename(columns={"predicted": "annotation"})
-    h, w = io.read_image(images[0]).shape
+    h, w = io.image_shape(images[0])
     return rows.assign(width=w, height=h, cell_type="shsy5y")
 
 
@@ -78,29 +77,28 @@ def main() -> None:
     pseudo_folds = pd.DataFrame(
         {"id": ids, "cell_type": "shsy5y", "fold": [1 + k % 4 for k in range(len(ids))]}
     )
-    tmp = args.out.with_name(args.out.name + ".partial")
-    (tmp / "train").mkdir(parents=True)
-    for image_id in folds["id"]:
-        (tmp / "train" / f"{image_id}.png").symlink_to(
-            (args.data / "train" / f"{image_id}.png").resolve()
-        )
-    for p in unlabeled:
-        (tmp / "train" / p.name).symlink_to(p.resolve())
-    pd.concat([truth, pseudo], ignore_index=True).to_csv(tmp / "train.csv", index=False)
-    pd.concat([folds, pseudo_folds], ignore_index=True).to_csv(tmp / "folds.csv", index=False)
-    cells = pseudo.groupby("id").size().reindex(ids, fill_value=0)
-    labelled = truth[truth["cell_type"] == "shsy5y"].groupby("id").size()
-    report = {
-        "model": args.model,
-        "tta": args.tta,
-        "min_score": args.min_score,
-        "pseudo_images": len(ids),
-        "pseudo_cells_per_image": float(np.mean(cells)),
-        "labelled_shsy5y_cells_per_image": float(labelled.mean()),
-        "cells": {k: int(v) for k, v in cells.items()},
-    }
-    (tmp / "pseudo.json").write_text(json.dumps(report, indent=2) + "\n")
-    tmp.rename(args.out)
+    with io.atomic_dir(args.out) as tmp:  # no half-written folder if anything fails
+        (tmp / "train").mkdir()
+        for image_id in folds["id"]:
+            (tmp / "train" / f"{image_id}.png").symlink_to(
+                (args.data / "train" / f"{image_id}.png").resolve()
+            )
+        for p in unlabeled:
+            (tmp / "train" / p.name).symlink_to(p.resolve())
+        pd.concat([truth, pseudo], ignore_index=True).to_csv(tmp / "train.csv", index=False)
+        pd.concat([folds, pseudo_folds], ignore_index=True).to_csv(tmp / "folds.csv", index=False)
+        cells = pseudo.groupby("id").size().reindex(ids, fill_value=0)
+        labelled = truth[truth["cell_type"] == "shsy5y"].groupby("id").size()
+        report = {
+            "model": args.model,
+            "tta": args.tta,
+            "min_score": args.min_score,
+            "pseudo_images": len(ids),
+            "pseudo_cells_per_image": float(np.mean(cells)),
+            "labelled_shsy5y_cells_per_image": float(labelled.mean()),
+            "cells": {k: int(v) for k, v in cells.items()},
+        }
+        (tmp / "pseudo.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"wrote {args.out}: {len(folds)} labelled + {len(ids)} pseudo-labelled images, "
         f"{report['pseudo_cells_per_image']:.0f} cells per pseudo-labelled image "

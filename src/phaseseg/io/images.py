@@ -3,7 +3,6 @@ them in folders. Stacks and their metadata: :mod:`phaseseg.io.microscopy`."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,8 +18,6 @@ from phaseseg.io.microscopy import (
     image_id,
     is_image_path,
 )
-
-log = logging.getLogger(__name__)
 
 #: Every file ending phaseseg reads (``.czi .nd2 .lif .zarr`` through ``phaseseg[formats]``).
 IMAGE_SUFFIXES = BASE_SUFFIXES + BIOIO_SUFFIXES
