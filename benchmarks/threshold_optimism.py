@@ -1,7 +1,7 @@
 """How much of a model's fold-0 score is owed to tuning its thresholds on fold 0 itself.
 
     .venv/bin/python benchmarks/threshold_optimism.py [--model M [--model M2 ...]] [--fold 0]
-        [--tta] [--json OUT]
+        [--tta] [--no-centre] [--json OUT]
 
 `phaseseg train` tunes the post-processing thresholds on the validation fold and reports the
 score on that same fold, which flatters it. This script splits the fold's images into two
@@ -15,6 +15,10 @@ recipe decision: report untuned and tuned-on-the-other-half scores, never only i
 
 Several ``--model``: an ensemble, the mean of their maps (foreground, distance, cell type
 probabilities), post-processed once; the stored thresholds are the first model's.
+
+A model with a centre output is tuned with seeds from its centre map too (a stage of
+`tune_postprocess`); ``--no-centre`` leaves the centre map out, to measure what it adds on the
+same weights. The thresholds each tuning chose are in the JSON (``params_*``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--tta", action="store_true", help="average the network over 4 flips")
+    ap.add_argument(
+        "--no-centre", action="store_true", help="seeds from the distance map only (no centre map)"
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -66,7 +73,7 @@ def main() -> None:
     for model in models:
         if args.tta:
             runs.append(
-                [tuple(predict_maps(model.net, s.image, model.device, tta=True)) for s in samples]
+                [predict_maps(model.net, s.image, model.device, tta=True).arrays() for s in samples]
             )
         else:
             runs.append(predict_val(model.net, samples, model.device))
@@ -74,15 +81,23 @@ def main() -> None:
         tuple(np.mean(parts, axis=0) for parts in zip(*per_model, strict=True))
         for per_model in zip(*runs, strict=True)
     ]
+    if args.no_centre:
+        maps = [m[:3] for m in maps]
     model = models[0]
 
     untuned = score_val(samples, maps, {t: PostprocessParams() for t in io.CELL_TYPES})
-    stored = score_val(samples, maps, model.postprocess)
-    _, in_sample = tune_postprocess(samples, maps)
+    stored_params = model.postprocess
+    if any(p.seeds == "centre" for p in stored_params.values()) and len(maps[0]) < 4:
+        stored = {}
+    else:
+        stored = score_val(samples, maps, stored_params)
+    params_in, in_sample = tune_postprocess(samples, maps)
     a, b = halves(samples, len(io.CELL_TYPES))
     per_image: dict[int, float] = {}
+    halves_params = []
     for tune_on, score_on in ((a, b), (b, a)):
         params, _ = tune_postprocess([samples[i] for i in tune_on], [maps[i] for i in tune_on])
+        halves_params.append({t: p.to_dict() for t, p in params.items()})
         for i in score_on:
             per_image[i] = score_val([samples[i]], [maps[i]], params)["overall"]
     by_type = {
@@ -96,13 +111,18 @@ def main() -> None:
         "fold": args.fold,
         "images": len(samples),
         "tta": args.tta,
+        "centre_map": len(maps[0]) > 3,
         "untuned": untuned,
         "stored_thresholds": stored,
         "tuned_in_sample": in_sample,
         "tuned_on_other_half": cross,
+        "params_in_sample": {t: p.to_dict() for t, p in params_in.items()},
+        "params_halves": halves_params,
     }
     for key in ("untuned", "stored_thresholds", "tuned_in_sample", "tuned_on_other_half"):
         print(f"{key:20s} " + "  ".join(f"{k} {v:.4f}" for k, v in result[key].items()))
+    for t, p in params_in.items():
+        print(f"in-sample thresholds {t}: {p}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

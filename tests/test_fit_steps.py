@@ -67,13 +67,14 @@ def test_resolve_config_returns_a_new_config_and_keeps_the_input_scale_rules(tmp
     before = asdict(cfg)
     resolved, grow = resolve_config(cfg, init)
     assert asdict(cfg) == before and resolved is not cfg
-    assert not grow and resolved.net == {**TINY_NET, "input_scale": 1.0}  # the init's net
+    own = {**TINY_NET, "input_scale": 1.0, "centre": False}
+    assert not grow and resolved.net == own  # the init's net
     wider, grow = resolve_config(tiny_config(net={**TINY_NET, "channels": [8, 8, 16]}), init)
     assert grow and wider.net["channels"] == [8, 8, 16]
     scaled, _ = resolve_config(tiny_config(input_scale=2.0), init)
     assert scaled.net["input_scale"] == 2.0 and scaled.input_scale == 2.0
     fresh, grow = resolve_config(tiny_config(), None)
-    assert not grow and fresh.net == {**TINY_NET, "input_scale": 1.0}
+    assert not grow and fresh.net == {**TINY_NET, "input_scale": 1.0, "centre": False}
 
 
 def test_fit_returns_a_typed_result_and_writes_the_config_it_used(tmp_path):
@@ -91,7 +92,8 @@ def test_fit_returns_a_typed_result_and_writes_the_config_it_used(tmp_path):
     payload = load_model_file(tmp_path / "m.pt")
     assert result.config_path == config_path(tmp_path / "m.pt") == tmp_path / "m.config.json"
     assert json.loads(result.config_path.read_text()) == payload["train"] == asdict(result.config)
-    assert payload["net"] == payload["train"]["net"] == {**TINY_NET, "input_scale": 2.0}
+    net = {**TINY_NET, "input_scale": 2.0, "centre": False}
+    assert payload["net"] == payload["train"]["net"] == net
     assert result.cell_types == payload["cell_types"] == OWN_TYPES
     assert set(payload["postprocess"]) == set(OWN_TYPES)
     assert result.thresholds_by == "predicted" and result.data_cell_types == OWN_TYPES

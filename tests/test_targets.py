@@ -39,7 +39,7 @@ def test_make_targets_types():
     labels = np.zeros((8, 8), dtype=np.int32)
     labels[2:6, 2:6] = 3
     t = make_targets(labels)
-    assert set(t) == {"foreground", "distance", "touching"}
+    assert set(t) == {"foreground", "distance", "touching", "centre"}
     assert all(v.dtype == np.uint8 for v in t.values())
     assert t["distance"].max() == 255
     assert t["foreground"].sum() == 16
@@ -51,8 +51,8 @@ def test_random_crop_of_an_image_whose_only_cell_is_off_the_sampling_grid():
     labels = np.zeros((64, 64), dtype=np.int32)
     labels[1, 1] = 1  # a 1-px cell the 4-px foreground grid does not see
     sample = Sample("x", 0, np.full((64, 64), 100, np.uint8), labels, make_targets(labels))
-    image, fg, dist, touching, boundary = random_crop(sample, 32, np.random.default_rng(0), 1.0)
-    assert image.shape == fg.shape == dist.shape == touching.shape == (32, 32)
+    crop = random_crop(sample, 32, np.random.default_rng(0), 1.0)
+    assert len(crop) == 6 and all(m.shape == (32, 32) for m in crop)
 
 
 def test_random_crop_boundary_map_marks_both_sides_of_each_outline():
@@ -61,7 +61,7 @@ def test_random_crop_boundary_map_marks_both_sides_of_each_outline():
     labels = np.zeros((64, 64), dtype=np.int32)
     labels[20:30, 20:30] = 1
     sample = Sample("x", 0, np.full((64, 64), 100, np.uint8), labels, make_targets(labels))
-    _, fg, _, _, boundary = random_crop(sample, 64, np.random.default_rng(0), 1.0)
+    _, fg, _, _, boundary, _ = random_crop(sample, 64, np.random.default_rng(0), 1.0)
     # inner ring of the 10x10 cell (36 px) + the 4 x 10 background pixels beside its sides
     assert boundary.sum() == 36 + 40
     assert (boundary * fg).sum() == 36

@@ -91,7 +91,8 @@ def test_init_with_a_wider_net_grows_the_model(dataset, tmp_path):
     cfg = tiny_config(steps=2, eval_every=2, lr=0.0, init=str(tmp_path / "a.pt"), net=wide)
     fit(dataset, tmp_path / "b.pt", cfg, device="cpu")
     a, b = (load_model_file(tmp_path / n) for n in ("a.pt", "b.pt"))
-    assert b["net"] == {**wide, "input_scale": 1.0} and a["net"] == {**TINY_NET, "input_scale": 1.0}
+    assert b["net"] == {**wide, "input_scale": 1.0, "centre": False}
+    assert a["net"] == {**TINY_NET, "input_scale": 1.0, "centre": False}
     first = "down.0.0.0.weight"
     assert b["state_dict"][first].shape[0] == 8
     assert torch.equal(b["state_dict"][first][:4], a["state_dict"][first])

@@ -194,16 +194,18 @@ def _candidates(sample: Sample, fg_crop: np.ndarray) -> list[tuple[int, int, int
 def _aligned(sample: Sample, crop: tuple[np.ndarray, ...], k: int, y: int, x: int) -> bool:
     """Whether every map of ``crop`` is window (y, x) of the sample's under transform ``k``:
     the targets exactly, the image up to the brightness jitter (a positive gain, an offset)."""
-    image, _, distance, touching, edge = crop
+    image, _, distance, touching, edge, centre = crop
     size = image.shape[0]
     window = (slice(y, y + size), slice(x, x + size))
     targets = sample.targets
     dist = targets["distance"][window].astype(np.float32) / 255.0
+    centres = targets["centre"][window].astype(np.float32) / 255.0
     outline = find_boundaries(sample.labels[window], mode="thick")
     expected = _transform(normalize_image(sample.image[window]), k).ravel()
     gain, offset = np.polyfit(expected, image.ravel(), 1)
     return (
         np.array_equal(distance, _transform(dist, k))
+        and np.array_equal(centre, _transform(centres, k))
         and np.array_equal(touching, _transform(targets["touching"][window], k))
         and np.array_equal(edge, _transform(outline, k))
         and gain > 0
@@ -228,7 +230,8 @@ def _check_crop(sample: Sample, crop: tuple[np.ndarray, ...]) -> int:
 
 def test_whole_image_crops_flip_and_rotate_image_and_targets_alike():
     """A crop as large as the image is one flip/rotation of it: the one that turns the
-    foreground into its crop turns the image, distance, touching and outline maps too."""
+    foreground into its crop turns the image, distance, touching, outline and centre maps
+    too."""
     labels = np.zeros((32, 32), np.int32)
     labels[4:20, 6:11] = 1
     labels[16:20, 11:24] = 1  # an L: each of the 8 flips/rotations gives another shape

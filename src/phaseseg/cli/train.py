@@ -18,6 +18,7 @@ _TRAIN_FLAGS = (
     "precision",
     "minutes",
     "freeze",
+    "centre_head",
 )
 
 
@@ -106,6 +107,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--freeze",
         choices=["none", "encoder"],
         help="keep the encoder's weights and statistics fixed (default none)",
+    )
+    p.add_argument(
+        "--centre-head",
+        action="store_const",
+        const=True,
+        help="also learn a map of cell centres, one peak per cell, to seed cells from "
+        "(default: as --init's model)",
     )
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 2500)")

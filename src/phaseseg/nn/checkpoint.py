@@ -127,14 +127,15 @@ def check_model_payload(payload: dict[str, Any]) -> None:
     * ``net``: ``channels`` a list of 1-:data:`MAX_LEVELS` ints in 1-:data:`MAX_CHANNELS`,
       ``convs_per_block`` an int in 1-:data:`MAX_CONVS_PER_BLOCK`, ``n_cell_types`` an int in
       1-:data:`MAX_CELL_TYPES`, optional ``input_scale`` a number in
-      :data:`INPUT_SCALE_RANGE` (files of older versions have none: 1), no other keys than
-      :class:`~phaseseg.nn.model.NetConfig`'s;
+      :data:`INPUT_SCALE_RANGE` (files of older versions have none: 1), optional ``centre``
+      a bool (none: false), no other keys than :class:`~phaseseg.nn.model.NetConfig`'s;
     * ``cell_types``: ``n_cell_types`` distinct non-empty strings (the type head's classes;
       older files without it: :data:`~phaseseg.io.CELL_TYPES` when there are three);
     * ``postprocess``: for every cell type a dict of
       :class:`~phaseseg.segment.postprocess.PostprocessParams` fields, ``fg_thresh``,
       ``seed_thresh`` and ``min_size`` required; numbers, not strings; probabilities
       (:data:`UNIT_THRESHOLDS`) in [0, 1], ``min_size`` a whole number in 0-:data:`MAX_MIN_SIZE`;
+      optional ``seeds`` ``"distance"`` or, for a ``net`` with ``centre``, ``"centre"``;
     * ``added_cell_types`` (optional; files of earlier versions have none): the cell types that
       fine-tuning added to the head, ``{name: {"initialised_from": known name, "images": n}}``,
       every name among ``cell_types``;
@@ -146,7 +147,7 @@ def check_model_payload(payload: dict[str, Any]) -> None:
     """
     net = _check_net(payload.get("net"))
     cell_types = _check_cell_types(payload, net["n_cell_types"])
-    _check_postprocess(payload.get("postprocess"), cell_types)
+    _check_postprocess(payload.get("postprocess"), cell_types, net.get("centre") is True)
     _check_added_cell_types(payload.get("added_cell_types"), cell_types)
     for key in ("train", "data", "scores", "init"):
         if key in payload and not isinstance(payload[key], dict):
@@ -187,6 +188,8 @@ def _check_net(net: Any) -> dict[str, Any]:
             raise ModelFileProblem(
                 f"net {key} must be a whole number in 1..{top}, got {net[key]!r}"
             )
+    if not isinstance(net.get("centre", False), bool):
+        raise ModelFileProblem(f"net centre must be true or false, got {net['centre']!r}")
     low, high = INPUT_SCALE_RANGE
     scale = net.get("input_scale", 1.0)
     if not (_is_number(scale) and low <= scale <= high):
@@ -234,8 +237,8 @@ def _check_added_cell_types(added: Any, cell_types: list[str]) -> None:
             raise ModelFileProblem(f"{where} images must be a whole number, got {images!r}")
 
 
-def _check_postprocess(post: Any, cell_types: list[str]) -> None:
-    from phaseseg.segment.postprocess import PostprocessParams
+def _check_postprocess(post: Any, cell_types: list[str], centre: bool = False) -> None:
+    from phaseseg.segment.postprocess import SEED_MAPS, PostprocessParams
 
     if post is None:
         raise ModelFileProblem("no 'postprocess' (the thresholds per cell type)")
@@ -261,6 +264,14 @@ def _check_postprocess(post: Any, cell_types: list[str]) -> None:
         if absent:
             raise ModelFileProblem(f"{where} has no {', '.join(absent)}")
         for key, value in params.items():
+            if key == "seeds":
+                if value not in SEED_MAPS:
+                    raise ModelFileProblem(
+                        f"{where} seeds must be one of {', '.join(SEED_MAPS)}, got {value!r}"
+                    )
+                if value == "centre" and not centre:
+                    raise ModelFileProblem(f"{where} seeds from a centre map the net does not have")
+                continue
             if not _is_number(value):
                 raise ModelFileProblem(f"{where} {key} must be a number, got {value!r}")
             if key in UNIT_THRESHOLDS and not 0 <= value <= 1:

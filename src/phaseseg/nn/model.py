@@ -8,6 +8,8 @@ Output: a dict with
 
 * ``"pixel"``: ``(B, 2, H, W)`` logits — channel 0 foreground, channel 1 normalised distance to
   the cell's border (1 at each cell's most interior pixel, 0 outside cells);
+* with ``centre`` set, a third pixel channel: the cell-centre map (a bump on each cell's most
+  interior pixel, :func:`phaseseg.train.targets.centre_map`), from which seeds can be taken;
 * ``"cell_type"``: ``(B, n_cell_types)`` logits of the culture's cell type (one per image).
 """
 
@@ -33,6 +35,12 @@ class NetConfig:
     convs_per_block: int = 2
     n_cell_types: int = 3
     input_scale: float = 1.0  # the network works on the image enlarged by this factor
+    centre: bool = False  # a third pixel output: the cell-centre map
+
+    @property
+    def n_pixel_outputs(self) -> int:
+        """Channels of the ``"pixel"`` output: foreground, distance (and centre)."""
+        return N_PIXEL_OUTPUTS + int(self.centre)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -79,7 +87,7 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(
             [_Block(ch[i + 1] + ch[i], ch[i], n) for i in reversed(range(len(ch) - 1))]
         )
-        self.pixel_head = nn.Conv2d(ch[0], N_PIXEL_OUTPUTS, 1)
+        self.pixel_head = nn.Conv2d(ch[0], config.n_pixel_outputs, 1)
         self.type_head = nn.Linear(ch[-1], config.n_cell_types)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -134,6 +142,7 @@ def can_widen(old: NetConfig, new: NetConfig) -> bool:
         and old.convs_per_block == new.convs_per_block
         and old.n_cell_types == new.n_cell_types
         and old.input_scale == new.input_scale
+        and old.centre == new.centre
         and all(n >= o for n, o in zip(new.channels, old.channels, strict=True))
         and new.channels != old.channels
     )
@@ -226,6 +235,32 @@ def add_cell_types(net: UNet, sources: list[int]) -> UNet:
     return new_net
 
 
+def add_centre_head(net: UNet) -> UNet:
+    """A copy of ``net`` with the cell-centre output (``NetConfig.centre``) added.
+
+    The new channel starts as a copy of the distance channel (the normalised distance also
+    peaks in each cell's interior, the closest thing the network already knows); everything
+    else is ``net``'s (copied, not shared), so its other outputs are unchanged.
+
+    >>> net = UNet(NetConfig(channels=(4, 8), convs_per_block=1))
+    >>> grown = add_centre_head(net)
+    >>> grown.config.centre, tuple(grown.pixel_head.weight.shape)
+    (True, (3, 4, 1, 1))
+    """
+    if net.config.centre:
+        raise ValueError("the network already has a centre output")
+    new_net = copy.deepcopy(net)
+    new_net.config = replace(net.config, centre=True)
+    old = net.pixel_head
+    head = nn.Conv2d(old.in_channels, N_PIXEL_OUTPUTS + 1, 1)
+    head = head.to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        head.weight.copy_(old.weight[[0, 1, 1]])
+        head.bias.copy_(old.bias[[0, 1, 1]])
+    new_net.pixel_head = head
+    return new_net
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -233,6 +268,7 @@ def count_parameters(model: nn.Module) -> int:
 __all__ = [
     "NetConfig",
     "UNet",
+    "add_centre_head",
     "add_cell_types",
     "build_model",
     "can_widen",

@@ -244,11 +244,12 @@ def segment_large(
         timings["statistics"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        n_maps = model.net.config.n_pixel_outputs  # foreground, distance (and centre)
         tiles = zarr.open_array(
             str(work / "tiles.zarr"),
             mode="w",
-            shape=(len(layout.ys), len(layout.xs), 2, layout.th, layout.tw),
-            chunks=(1, 1, 2, layout.th, layout.tw),
+            shape=(len(layout.ys), len(layout.xs), n_maps, layout.th, layout.tw),
+            chunks=(1, 1, n_maps, layout.th, layout.tw),
             dtype="float32",
         )
         network = dask.delayed(_network_task, pure=False)
@@ -408,17 +409,17 @@ def _network_task(
     )
     out = {}
     for (i, j), m in zip(ids, maps, strict=True):
-        tiles[i, j] = np.stack([m.foreground, m.distance])
+        tiles[i, j] = np.stack(m.arrays()[:2] + m.arrays()[3:])  # fg, distance (, centre)
         out[(i, j)] = m.cell_type_probs
     return out
 
 
-def block_maps(b: Block, layout: _Layout, tiles: Any) -> tuple[np.ndarray, np.ndarray]:
-    """float32 foreground and distance maps over ``b``'s extended box, blended from the stored
-    tiles exactly as :class:`~phaseseg.segment.maps.iter_maps` blends the whole image."""
+def block_maps(b: Block, layout: _Layout, tiles: Any) -> tuple[np.ndarray, ...]:
+    """float32 foreground and distance maps (and the centre map, where the tiles hold one) over
+    ``b``'s extended box, blended from the stored tiles exactly as
+    :class:`~phaseseg.segment.maps.iter_maps` blends the whole image."""
     (ey, ex) = b.ext
-    fg = np.zeros(b.ext_shape, np.float32)
-    dist = np.zeros(b.ext_shape, np.float32)
+    maps = np.zeros((tiles.shape[2], *b.ext_shape), np.float32)
     for i, j in layout.over(b.ext):
         y, x = layout.ys[i], layout.xs[j]
         weight = np.outer(layout.wy[i], layout.wx[j])
@@ -426,13 +427,12 @@ def block_maps(b: Block, layout: _Layout, tiles: Any) -> tuple[np.ndarray, np.nd
         ya, yb = max(y, ey.start), min(y + layout.th, ey.stop)
         xa, xb = max(x, ex.start), min(x + layout.tw, ex.stop)
         part = blended[:, ya - y : yb - y, xa - x : xb - x]
-        fg[ya - ey.start : yb - ey.start, xa - ex.start : xb - ex.start] += part[0]
-        dist[ya - ey.start : yb - ey.start, xa - ex.start : xb - ex.start] += part[1]
-    for m in (fg, dist):
+        maps[:, ya - ey.start : yb - ey.start, xa - ex.start : xb - ex.start] += part
+    for m in maps:
         m /= layout.wy_sum[ey, None]
         m /= layout.wx_sum[None, ex]
         np.clip(m, 0.0, 1.0, out=m)
-    return fg, dist
+    return tuple(maps)
 
 
 def _label_task(
@@ -445,8 +445,8 @@ def _label_task(
 ) -> tuple[int, int]:
     """Post-process a block with its margin; store the cells it keeps; return their number
     and how many of them touch the block's edge."""
-    fg, dist = block_maps(b, layout, tiles)
-    labels = maps_to_labels(fg, dist, **params)
+    fg, dist, *centre = block_maps(b, layout, tiles)
+    labels = maps_to_labels(fg, dist, **params, centre=centre[0] if centre else None)
     owned, n, truncated = own_cells(labels, b, shape)
     h, w = owned.shape
     kept[b.index[0], b.index[1], :h, :w] = owned

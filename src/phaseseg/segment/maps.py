@@ -57,9 +57,14 @@ class Maps:
     foreground: np.ndarray  # float32 (H, W) in [0, 1]: probability of a cell pixel
     distance: np.ndarray  # float32 (H, W) in [0, 1]: normalised distance to the cell border
     cell_type_probs: np.ndarray  # float32 (n_types,): the culture's cell type
+    centre: np.ndarray | None = None  # float32 (H, W) in [0, 1]: cell centres (centre output)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.foreground, self.distance, self.cell_type_probs))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """``(fg, dist, probs)``, and ``centre`` after them where the network has one."""
+        return tuple(self) + (() if self.centre is None else (self.centre,))
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -124,8 +129,9 @@ def iter_maps(
     Yields
     ------
     Maps
-        float32 ``(H, W)`` foreground and distance probabilities and ``(n_types,)`` cell-type
-        probabilities, one per input image, in input order.
+        float32 ``(H, W)`` foreground and distance probabilities (and the centre map of a
+        network with a centre output) and ``(n_types,)`` cell-type probabilities, one per input
+        image, in input order.
     """
     device = pick_device(device)
     precision = resolve_precision(precision, device)
@@ -196,8 +202,7 @@ class _ImageMaps:
         if not self.whole:
             self.wy, self.wy_sum = side_windows(h, self.ys, self.th, overlap)
             self.wx, self.wx_sum = side_windows(w, self.xs, self.tw, overlap)
-            self.foreground = np.zeros((h, w), np.float32)
-            self.distance = np.zeros((h, w), np.float32)
+            self.blend: np.ndarray | None = None  # (channels, h, w), made by the first tile
         log.debug("%dx%d image: %d tiles of %dx%d", h, w, len(self.tiles), self.th, self.tw)
 
     @property
@@ -214,7 +219,7 @@ class _ImageMaps:
             yield F.pad(crop, (0, pw, 0, ph), mode=mode) if ph or pw else crop.contiguous()
 
     def add(self, t: int, pixel: torch.Tensor, logits: torch.Tensor) -> None:
-        """Take one network output of tile ``t`` (``(1, 2, h', w')`` pixel logits, flipped
+        """Take one network output of tile ``t`` (``(1, C, h', w')`` pixel logits, flipped
         back, and ``(1, n_types)`` type logits); blend the tile in once all flips are in."""
         acc = self.sums.setdefault(t, [0.0, 0.0, 0])
         acc[0] = acc[0] + pixel  # summed in flip order
@@ -235,16 +240,21 @@ class _ImageMaps:
         i, j = self.ys.index(y), self.xs.index(x)
         weight = torch.from_numpy(np.outer(self.wy[i], self.wx[j])).to(probs.device)
         blended = (probs * weight).cpu().numpy()
-        self.foreground[y : y + self.th, x : x + self.tw] += blended[0]
-        self.distance[y : y + self.th, x : x + self.tw] += blended[1]
+        if self.blend is None:
+            self.blend = np.zeros((len(blended), *self.shape), np.float32)
+        self.blend[:, y : y + self.th, x : x + self.tw] += blended
 
     def result(self) -> Maps:
         self.x = None  # type: ignore[assignment]  # the normalised image is no longer needed
         type_probs = np.asarray(self.type_probs / len(self.tiles), dtype=np.float32)
         if self.whole:
-            return Maps(self.probs[0], self.probs[1], type_probs)
-        for m in (self.foreground, self.distance):
-            m /= self.wy_sum[:, None]
-            m /= self.wx_sum[None, :]
-            np.clip(m, 0.0, 1.0, out=m)
-        return Maps(self.foreground, self.distance, type_probs)
+            maps = self.probs
+        else:
+            assert self.blend is not None
+            maps = self.blend
+            for m in maps:
+                m /= self.wy_sum[:, None]
+                m /= self.wx_sum[None, :]
+                np.clip(m, 0.0, 1.0, out=m)
+        centre = maps[2] if len(maps) > 2 else None
+        return Maps(maps[0], maps[1], type_probs, centre)

@@ -4,7 +4,10 @@ Cells are the foreground pixels; each cell grows from one seed, a connected regi
 predicted normalised distance to the border is high (above ``seed_thresh``), or, with
 ``seed_h > 0``, a regional maximum of the distance at least ``seed_h`` high (h-maxima, above
 ``seed_thresh``), which splits touching cells whose distances do not dip below a threshold.
-Thresholds are tuned per cell type on validation data and stored in the model file.
+A network with a centre output (``NetConfig.centre``) offers a third source, ``seeds="centre"``:
+the same rules applied to its cell-centre map, which has one peak per cell however many lobes
+or processes the cell has, while the cells still grow over the distance map. Thresholds are
+tuned per cell type on validation data and stored in the model file.
 
 Cost grows about linearly with the image size: the h-maxima order pixels by a radix sort
 (:func:`h_maxima_u8`); the watershed acts on each connected foreground region on its own, so
@@ -23,6 +26,8 @@ from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
+#: The maps seeds can be taken from (``PostprocessParams.seeds``).
+SEED_MAPS = ("distance", "centre")
 #: Images with a side longer than this are post-processed in blocks of about this size.
 BLOCK = 1024
 
@@ -36,6 +41,11 @@ class PostprocessParams:
     min_size: int = 40
     seed_h: float = 0.0
     min_score: float = 0.0
+    seeds: str = "distance"  # the map seeds come from: "distance" or "centre"
+
+    def __post_init__(self) -> None:
+        if self.seeds not in SEED_MAPS:
+            raise ValueError(f"seeds must be one of {', '.join(SEED_MAPS)}; got {self.seeds!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +59,8 @@ def maps_to_labels(
     min_size: int = 40,
     seed_h: float = 0.0,
     min_score: float = 0.0,
+    seeds: str = "distance",
+    centre: np.ndarray | None = None,
     maxima: np.ndarray | None = None,
 ) -> np.ndarray:
     """Turn foreground and distance probability maps into a label image.
@@ -69,8 +81,12 @@ def maps_to_labels(
         distance (:func:`skimage.morphology.h_maxima`, height ``seed_h``) above ``seed_thresh``.
     min_score : float
         Cells whose mean ``foreground`` probability is below this are removed (0: keep all).
+    seeds : {"distance", "centre"}
+        The map ``seed_thresh`` and ``seed_h`` apply to: the distance, or ``centre``.
+    centre : (H, W) float array in [0, 1], optional
+        The network's cell-centre map; needed when ``seeds="centre"``.
     maxima : (H, W) bool array, optional
-        ``distance_maxima(distance, seed_h)``, computed once when trying several thresholds
+        ``distance_maxima(seed map, seed_h)``, computed once when trying several thresholds
         with the same ``seed_h`` (the h-maxima are most of the time taken).
 
     Returns
@@ -82,11 +98,26 @@ def maps_to_labels(
     >>> fg = np.zeros((8, 8)); fg[1:4, 1:4] = fg[5:8, 5:8] = 1
     >>> int(maps_to_labels(fg, fg, min_size=1).max())
     2
+
+    A long cell whose distance map has two ridges is split by distance seeds, kept whole by
+    one centre peak:
+
+    >>> fg = np.zeros((5, 12)); fg[1:4, 1:11] = 1
+    >>> dist = 0.8 * fg; dist[:, 5:7] = 0.3  # a thin waist in the middle
+    >>> centre = np.zeros_like(fg); centre[2, 2] = 1.0
+    >>> int(maps_to_labels(fg, dist, min_size=1).max()), int(maps_to_labels(
+    ...     fg, dist, min_size=1, seeds="centre", seed_thresh=0.5, centre=centre).max())
+    (2, 1)
     """
+    if seeds not in SEED_MAPS:
+        raise ValueError(f"seeds must be one of {', '.join(SEED_MAPS)}; got {seeds!r}")
+    if seeds == "centre" and centre is None:
+        raise ValueError("seeds='centre' needs the centre map (a model with a centre output)")
+    seed_map = centre if seeds == "centre" and centre is not None else distance
     mask = foreground > fg_thresh
-    seed_mask = mask & (distance > seed_thresh)
+    seed_mask = mask & (seed_map > seed_thresh)
     if seed_h > 0:
-        seed_mask &= distance_maxima(distance, seed_h) if maxima is None else maxima
+        seed_mask &= distance_maxima(seed_map, seed_h) if maxima is None else maxima
     seeds, n_seeds = ndi.label(seed_mask)
     # foreground components that hold no seed become cells of their own
     components, n_comp = ndi.label(mask)

@@ -52,6 +52,7 @@ class Segmentation:
     cell_type_probs: dict[str, float]  # the network's cell-type probabilities
     foreground: np.ndarray  # float32 (H, W) in [0, 1]
     distance: np.ndarray  # float32 (H, W) in [0, 1]
+    centre: np.ndarray | None = None  # float32 (H, W) in [0, 1], from a model with a centre output
 
 
 def check_min_score(value: float, name: str = "min_score") -> None:
@@ -156,11 +157,12 @@ class Segmenter:
         maps = iter_maps(
             self.net, images, self.device, precision=self.precision, tta=tta, batch_size=batch_size
         )
-        for fg, dist, type_probs in maps:
-            used = cell_type or names[int(np.argmax(type_probs))]
-            labels = maps_to_labels(fg, dist, **self.thresholds(used, min_score).to_dict())
-            probs = {n: float(p) for n, p in zip(names, type_probs, strict=True)}
-            yield Segmentation(labels, used, probs, fg, dist)
+        for m in maps:
+            used = cell_type or names[int(np.argmax(m.cell_type_probs))]
+            params = self.thresholds(used, min_score).to_dict()
+            labels = maps_to_labels(m.foreground, m.distance, **params, centre=m.centre)
+            probs = {n: float(p) for n, p in zip(names, m.cell_type_probs, strict=True)}
+            yield Segmentation(labels, used, probs, m.foreground, m.distance, m.centre)
 
     def segment_full(
         self,

@@ -42,18 +42,26 @@ def predict_val(
     net, samples: list[Sample], device, precision: str = "auto"
 ) -> list[tuple[np.ndarray, ...]]:
     """Network maps ``(fg, dist, type_probs)`` of every validation sample (float32 ``(H, W)``,
-    ``(H, W)``, ``(n_types,)``), as at inference time. Every module is left in the mode
-    (training or evaluation) it was in."""
+    ``(H, W)``, ``(n_types,)``; then the ``(H, W)`` centre map of a network with a centre
+    output), as at inference time. Every module is left in the mode (training or evaluation)
+    it was in."""
     modes = [(m, m.training) for m in net.modules()]  # e.g. a frozen encoder stays in eval
     net.eval()
     images = (s.image for s in tqdm(samples, desc="val", leave=False))
-    maps = [tuple(m) for m in iter_maps(net, images, device, precision=precision)]
+    maps = [m.arrays() for m in iter_maps(net, images, device, precision=precision)]
     for module, training in modes:
         module.train(training)
     return maps
 
 
 THRESHOLDS_BY = ("predicted", "declared")
+
+
+def labels_of(maps: tuple[np.ndarray, ...], params: PostprocessParams, **extra) -> np.ndarray:
+    """:func:`~phaseseg.segment.postprocess.maps_to_labels` of one image's maps
+    (:func:`predict_val`'s tuple: its centre map, where there is one, is passed on)."""
+    centre = maps[3] if len(maps) > 3 else None
+    return maps_to_labels(maps[0], maps[1], **params.to_dict(), centre=centre, **extra)
 
 
 def thresholds_by(data_cell_types: Sequence[str]) -> str:
@@ -85,11 +93,11 @@ def score_val(
     names = list(cell_types) if cell_types is not None else list(io.CELL_TYPES)
     per_type: dict[str, list[float]] = {t: [] for t in names}
     correct = 0
-    for s, (fg, dist, probs) in zip(samples, maps, strict=True):
-        predicted, true = names[int(np.argmax(probs))], names[s.cell_type]
+    for s, m in zip(samples, maps, strict=True):
+        predicted, true = names[int(np.argmax(m[2]))], names[s.cell_type]
         correct += predicted == true
         chosen = predicted if by == "predicted" else true
-        labels = maps_to_labels(fg, dist, **params[chosen].to_dict())
+        labels = labels_of(m, params[chosen])
         per_type[true].append(image_score(s.labels, labels))
     scores = {t: float(np.mean(v)) for t, v in per_type.items() if v}
     scores["overall"] = float(np.mean(list(itertools.chain(*per_type.values()))))
@@ -104,9 +112,10 @@ def tune_postprocess(
     by: str = "predicted",
     base: dict[str, PostprocessParams] | None = None,
 ) -> tuple[dict[str, PostprocessParams], dict[str, float]]:
-    """Grid-search the thresholds per cell type on validation maps (by true cell type), in three
-    stages: threshold seeds over foreground x seed threshold x minimum size; then h-maxima seeds
-    (height x floor) with the chosen foreground threshold and minimum size; then a minimum mean
+    """Grid-search the thresholds per cell type on validation maps (by true cell type), in stages:
+    threshold seeds over foreground x seed threshold x minimum size; then h-maxima seeds
+    (height x floor) with the chosen foreground threshold and minimum size; where the maps hold
+    a centre map, seeds from it (floor x height, 0: threshold seeds); then a minimum mean
     foreground probability per cell. A later stage is kept only where it scores higher.
 
     ``base``: the thresholds to start from (e.g. the init model's, or for a new cell type
@@ -122,6 +131,7 @@ def tune_postprocess(
     size_grid = (0, 20, 40, 80, 120, 200)
     h_grid = (0.05, 0.1, 0.15, 0.2, 0.3)
     score_grid = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+    centre_grid, centre_h_grid = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), (0.0, 0.05, 0.1, 0.2)
     best: dict[str, PostprocessParams] = {}
     for t_index, name in enumerate(names):
         group = [(s, m) for s, m in zip(samples, maps, strict=True) if s.cell_type == t_index]
@@ -153,10 +163,22 @@ def tune_postprocess(
                 )
                 if trial_score > score:
                     score, params = trial_score, trial
-        # third stage: drop uncertain cells (low mean foreground probability)
-        with_fg = [
-            (s.labels, maps_to_labels(m[0], m[1], **params.to_dict()), m[0]) for s, m in group
-        ]
+        # third stage: seeds from the centre map, where the network has one
+        if all(len(m) > 3 for _, m in group):
+            for seed_h in centre_h_grid:
+                maxima = [distance_maxima(m[3], seed_h) if seed_h else None for _, m in group]
+                for seed_t in centre_grid:
+                    trial = replace(params, seed_thresh=seed_t, seed_h=seed_h, seeds="centre")
+                    trial_score = np.mean(
+                        [
+                            image_score(s.labels, labels_of(m, trial, maxima=x))
+                            for (s, m), x in zip(group, maxima, strict=True)
+                        ]
+                    )
+                    if trial_score > score:
+                        score, params = trial_score, trial
+        # fourth stage: drop uncertain cells (low mean foreground probability)
+        with_fg = [(s.labels, labels_of(m, params), m[0]) for s, m in group]
         for min_score in score_grid:
             trial_score = np.mean(
                 [image_score(t, remove_uncertain(p, fg, min_score)) for t, p, fg in with_fg]
@@ -164,12 +186,7 @@ def tune_postprocess(
             if trial_score > score:
                 score, params = trial_score, replace(params, min_score=min_score)
         if start is not None:
-            start_score = np.mean(
-                [
-                    image_score(s.labels, maps_to_labels(m[0], m[1], **start.to_dict()))
-                    for s, m in group
-                ]
-            )
+            start_score = np.mean([image_score(s.labels, labels_of(m, start)) for s, m in group])
             if start_score >= score:
                 log.info("%s: the starting thresholds score best (%.4f)", name, start_score)
                 score, params = start_score, start

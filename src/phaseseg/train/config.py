@@ -51,6 +51,8 @@ class TrainConfig:
     )
     init: str | None = None  # start from this model file's weights ("bundled": the default)
     input_scale: float | None = None  # network's working scale; None: init's, else 1.0
+    centre_head: bool | None = None  # learn the cell-centre map; None: as init, else net's
+    centre_loss_weight: float = 1.0
     freeze: str = "none"  # "encoder": the down path (and its BatchNorm statistics) stays fixed
     bn_stats: str = "update"  # "keep": every BatchNorm layer keeps normalising as it was trained
     minutes: float | None = None  # wall-clock budget of the loop; then `steps` is only a cap

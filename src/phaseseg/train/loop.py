@@ -43,7 +43,15 @@ import torch.nn.functional as F
 from phaseseg import io
 from phaseseg.nn.checkpoint import load_model_file, save_model
 from phaseseg.nn.device import autocast, resolve_precision
-from phaseseg.nn.model import NetConfig, UNet, add_cell_types, build_model, can_widen, widen
+from phaseseg.nn.model import (
+    NetConfig,
+    UNet,
+    add_cell_types,
+    add_centre_head,
+    build_model,
+    can_widen,
+    widen,
+)
 from phaseseg.progress import tqdm
 from phaseseg.segment.postprocess import PostprocessParams
 from phaseseg.segment.segmenter import BUNDLED_MODEL, pick_device
@@ -77,8 +85,8 @@ def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: i
 def make_batch(
     samples: list[Sample], cfg: TrainConfig, step: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One step's batch: images (B,1,S,S), targets (B,4,S,S) [fg, dist, touching, boundary],
-    cell types (B,)."""
+    """One step's batch: images (B,1,S,S), targets (B,5,S,S) [fg, dist, touching, boundary,
+    centre], cell types (B,)."""
     rng = np.random.default_rng([cfg.seed, step])
     idx = batch_indices(samples, cfg.batch_size, rng, cfg.type_weights)
     crops = [random_crop(samples[i], cfg.crop_size, rng, cfg.foreground_bias) for i in idx]
@@ -123,7 +131,8 @@ def loss_fn(
     out: dict[str, torch.Tensor], targets: torch.Tensor, types: torch.Tensor, cfg: TrainConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """BCE on the foreground, up-weighted by ``touching_weight`` where two cells touch and by
-    ``boundary_weight`` along cell outlines; BCE on the normalised distance; CE on the cell type."""
+    ``boundary_weight`` along cell outlines; BCE on the normalised distance; CE on the cell type;
+    with a centre output (a third pixel channel), BCE on the centre map."""
     pixel = out["pixel"].float()
     fg, dist, touching, boundary = targets[:, 0], targets[:, 1], targets[:, 2], targets[:, 3]
     weight = 1.0 + cfg.touching_weight * touching + cfg.boundary_weight * boundary
@@ -132,7 +141,12 @@ def loss_fn(
     dist_loss = bce(pixel[:, 1], dist)
     type_loss = F.cross_entropy(out["cell_type"].float(), types)
     total = fg_loss + dist_loss + cfg.type_loss_weight * type_loss
-    return total, {"fg": fg_loss.detach(), "dist": dist_loss.detach(), "type": type_loss.detach()}
+    parts = {"fg": fg_loss.detach(), "dist": dist_loss.detach(), "type": type_loss.detach()}
+    if pixel.shape[1] > 2:
+        centre_loss = bce(pixel[:, 2], targets[:, 4])
+        total = total + cfg.centre_loss_weight * centre_loss
+        parts["centre"] = centre_loss.detach()
+    return total, parts
 
 
 def train_step(
@@ -252,27 +266,43 @@ def resolve_config(cfg: TrainConfig, init: InitModel | None) -> tuple[TrainConfi
     """The configuration a run uses, as a new :class:`TrainConfig` (``cfg`` is not changed),
     and whether the init model's network is widened into its ``net``.
 
-    The network's working scale is ``cfg.input_scale``, else the init model's, else 1. With an
-    init model the network is that model's architecture at this scale, unless ``cfg.net`` is a
-    wider one of the same depth (:func:`~phaseseg.nn.model.can_widen`): then it is grown.
+    The network's working scale is ``cfg.input_scale``, else the init model's, else 1; it has a
+    centre output if ``cfg.centre_head``, else if the init model has one, else as ``cfg.net``
+    says. With an init model the network is that model's architecture at this scale, unless
+    ``cfg.net`` is a wider one of the same depth (:func:`~phaseseg.nn.model.can_widen`): then it
+    is grown; a centre output it lacks is added (:func:`~phaseseg.nn.model.add_centre_head`).
     """
-    init_net = init.net if init is not None else None
-    scale = cfg.input_scale or (init_net.input_scale if init_net else 1.0)
-    net = replace(NetConfig.from_dict(cfg.net), input_scale=scale).to_dict()
+    scale = cfg.input_scale or (init.net.input_scale if init is not None else 1.0)
+    own = NetConfig.from_dict(cfg.net)
+    centre = cfg.centre_head
+    if centre is None:
+        centre = init.net.centre if init is not None else own.centre
+    net = replace(own, input_scale=scale).to_dict()
     grow = False
-    if init is not None and replace(init.net, input_scale=scale).to_dict() != net:
-        grow = can_widen(replace(init.net, input_scale=scale), NetConfig.from_dict(net))
-        if grow:
-            old_ch, new_ch = init.payload["net"]["channels"], net["channels"]
-            log.info("widening %s from %s to %s channels", init.path, old_ch, new_ch)
-    if init is not None and not grow:
-        if replace(init.net, input_scale=scale).to_dict() != net:
-            log.info("using the architecture of %s: %s", init.path, init.payload["net"])
-        net = replace(init.net, input_scale=scale).to_dict()
-    if init is not None and scale != init.net.input_scale:
-        log.info(
-            "input scale %s (the initial weights were trained at %s)", scale, init.net.input_scale
-        )
+    if init is not None:
+        if init.net.centre and not centre:
+            raise io.PhasesegInputError(
+                f"{init.path}: the model has a centre output, which training cannot remove"
+            )
+        init_net = replace(init.net, input_scale=scale)
+        net = replace(own, input_scale=scale, centre=init.net.centre).to_dict()
+        if init_net.to_dict() != net:
+            grow = can_widen(init_net, NetConfig.from_dict(net))
+            if grow:
+                old_ch, new_ch = init.payload["net"]["channels"], net["channels"]
+                log.info("widening %s from %s to %s channels", init.path, old_ch, new_ch)
+            else:
+                log.info("using the architecture of %s: %s", init.path, init.payload["net"])
+                net = init_net.to_dict()
+        if scale != init.net.input_scale:
+            log.info(
+                "input scale %s (the initial weights were trained at %s)",
+                scale,
+                init.net.input_scale,
+            )
+        if centre and not init.net.centre:
+            log.info("adding a centre output to %s", init.path)
+    net["centre"] = centre
     return replace(copy.deepcopy(cfg), net=net), grow
 
 
@@ -370,14 +400,17 @@ def build_network(
     cfg: TrainConfig, init: InitModel | None, grow: bool, device: torch.device
 ) -> UNet:
     """The network of the resolved ``cfg``: new, or the init model's weights (grown to
-    ``cfg.net`` when ``grow``), on ``device``, channels-last."""
+    ``cfg.net`` when ``grow``, with the centre output added when ``cfg.net`` has one and the
+    init model not), on ``device``, channels-last."""
     if init is None:
         net = build_model(cfg.net)
     else:
         net = build_model(replace(init.net, input_scale=cfg.net["input_scale"]))
         net.load_state_dict(init.payload["state_dict"])
         if grow:
-            net = widen(net, NetConfig.from_dict(cfg.net))
+            net = widen(net, replace(NetConfig.from_dict(cfg.net), centre=init.net.centre))
+        if cfg.net.get("centre") and not init.net.centre:
+            net = add_centre_head(net)
     return net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 

@@ -28,7 +28,7 @@ from phaseseg.train.targets import make_targets
 
 log = logging.getLogger(__name__)
 
-TARGET_NAMES = ("foreground", "distance", "touching")
+TARGET_NAMES = ("foreground", "distance", "touching", "centre")
 
 
 @dataclass
@@ -87,7 +87,10 @@ def load_samples(
         cache = Path(cache_dir) / f"targets-{digest[:16]}.npz"
     cached = dict(np.load(cache)) if cache is not None and cache.is_file() else {}
     groups = [(str(i), rows) for i, rows in df.groupby("id", sort=False)]
-    jobs = [(data_dir, i, rows, f"{i}/distance" not in cached, cell_types) for i, rows in groups]
+    jobs = [
+        (data_dir, i, rows, any(f"{i}/{k}" not in cached for k in TARGET_NAMES), cell_types)
+        for i, rows in groups
+    ]
     n_workers = min(workers or os.cpu_count() or 1, len(jobs) // 8 + 1)
     if n_workers > 1:  # reading, RLE decoding and targets are per image: spread them over cores
         # fork: workers share the parent's modules (no re-import of an unguarded __main__)
@@ -134,7 +137,7 @@ def _load_one(job: tuple[Path, str, pd.DataFrame, bool, tuple[str, ...]]) -> Sam
 
 def random_crop(
     sample: Sample, size: int, rng: np.random.Generator, foreground_bias: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """Cut an augmented ``size`` x ``size`` crop of one sample.
 
     With probability ``foreground_bias`` the crop is centred near a random cell pixel (sparse
@@ -144,7 +147,8 @@ def random_crop(
     Returns
     -------
     image float32 (size, size); foreground, distance in [0, 1], touching and boundary (pixels on
-    either side of a cell's outline, 2 px wide) in {0, 1}, float32 (size, size) each.
+    either side of a cell's outline, 2 px wide) in {0, 1}, centre in [0, 1], float32
+    (size, size) each.
     """
     h, w = sample.image.shape
     fg = sample.targets["foreground"]
@@ -169,6 +173,7 @@ def random_crop(
             sample.targets["distance"][sl].astype(np.float32) / 255.0,
             sample.targets["touching"][sl].astype(np.float32),
             find_boundaries(sample.labels[sl], mode="thick").astype(np.float32),
+            sample.targets["centre"][sl].astype(np.float32) / 255.0,
         ]
     )
     turns = int(rng.integers(4))
@@ -179,7 +184,7 @@ def random_crop(
     image = image * gain + float(rng.normal(0, 0.1))
     image = np.ascontiguousarray(image, dtype=np.float32)
     maps = np.ascontiguousarray(maps)
-    return image, maps[0], maps[1], maps[2], maps[3]
+    return image, maps[0], maps[1], maps[2], maps[3], maps[4]
 
 
 def batch_indices(
