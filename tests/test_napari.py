@@ -129,6 +129,10 @@ def test_widget_segments_the_selected_layer_with_features(viewer_model, qtbot):
     widget.tuned_score.value = False
     assert widget.min_score.enabled
     widget.min_score.value = 0.0
+    from phaseseg.nn.device import default_tta
+
+    assert widget.tta.value == default_tta()  # on where the network is fast
+    widget.tta.value = False
     assert widget.segment_options() == {"cell_type": "shsy5y", "min_score": 0.0, "tta": False}
 
     _segment(widget, qtbot)

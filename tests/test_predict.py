@@ -164,3 +164,31 @@ def test_batched_prediction_writes_the_same_submission(shared_data, tmp_path):
         subs[batch_size] = tmp_path / f"b{batch_size}.csv"
         predict_images([*paths, crop], model, submission=subs[batch_size], batch_size=batch_size)
     assert subs[1].read_text() == subs[3].read_text()
+
+
+def test_cli_tta_defaults_to_the_machine_and_flags_choose(tmp_path, monkeypatch, caplog):
+    """Without ``--tta``/``--no-tta`` the model's default applies (and is logged); each flag
+    forces its choice on the calls the CLI makes."""
+    import logging
+
+    from phaseseg.segment.segmenter import Segmenter
+
+    calls: list[bool | None] = []
+    original = Segmenter.iter_segment_full
+
+    def spy(self, images, **kw):
+        calls.append(self.tta if kw.get("tta") is None else kw["tta"])
+        return original(self, images, **kw)
+
+    monkeypatch.setattr(Segmenter, "iter_segment_full", spy)
+    sample = tmp_path / "small.png"
+    first = sorted((Path(__file__).parents[1] / "samples").glob("*.tif"))[0]
+    Image.fromarray(io.read_image(first)[:128, :160]).save(sample)
+    for flags, want in ((["--no-tta"], False), (["--tta"], True), (["--precision", "fp32"], False)):
+        caplog.clear()
+        out = tmp_path / "-".join(flags)
+        with caplog.at_level(logging.INFO, logger="phaseseg"):
+            assert main(["predict", str(sample), "--labels-dir", str(out), *flags]) == 0
+        assert calls[-1] is want
+        logged = "test-time augmentation off" in caplog.text
+        assert logged == (flags[0] == "--precision")  # said only when the machine chose

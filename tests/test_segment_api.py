@@ -152,3 +152,21 @@ def test_set_min_score_is_deprecated_but_works():
     with pytest.deprecated_call():
         seg.set_min_score(0.3)
     assert {p.min_score for p in seg.postprocess.values()} == {0.3}
+
+
+def test_flip_averaging_is_on_by_default_where_the_network_is_fast_and_off_on_a_slow_cpu():
+    """``tta`` left out: the model's default (:func:`default_tta`), on in bf16 and off in
+    float32 on a CPU; a call's own ``tta`` wins."""
+    from phaseseg import load_model
+    from phaseseg.nn.device import default_tta
+
+    assert default_tta("cpu", "bf16") and not default_tta("cpu", "fp32")
+    image = np.random.default_rng(0).integers(0, 255, (64, 96), dtype=np.uint8)
+    slow = load_model(device="cpu", precision="fp32")
+    assert slow.tta is False
+    fast = load_model(device="cpu", precision="fp32", tta=True)
+    assert fast.tta is True
+    flipped = slow.predict_maps(image, tta=True).foreground
+    np.testing.assert_array_equal(fast.predict_maps(image).foreground, flipped)
+    assert not np.array_equal(slow.predict_maps(image).foreground, flipped)
+    assert load_model(device="cpu", precision="bf16").tta is True

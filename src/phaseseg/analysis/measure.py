@@ -230,7 +230,7 @@ def measure_images(
     labels: list[str | os.PathLike] | None = None,
     pixel_size: float | None = None,
     time_pattern: str | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     cell_type: str | None = None,
     n_report_overlays: int = 12,
     min_score: float | None = None,
@@ -262,8 +262,8 @@ def measure_images(
         from its metadata (:mod:`phaseseg.io.microscopy`), when every image has one.
     time_pattern : str, optional
         Regex for :func:`compile_time_pattern`; default: LIVECell file names.
-    tta : bool
-        Flip test-time augmentation when segmenting.
+    tta : bool, optional
+        Flip test-time augmentation when segmenting (default: ``model.tta``).
     cell_type : str, optional
         Culture type whose thresholds the model uses for every image (one of the model's
         types); default: predicted per image. Give it for a time series of one culture, so
@@ -349,6 +349,8 @@ def measure_images(
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     cells_csv = out / "cells.csv"
+    if tta is None:
+        tta = model.tta if model is not None else False
     options = MeasureOptions(tta, cell_type, min_score)
     with io.atomic_path(cells_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         header = True

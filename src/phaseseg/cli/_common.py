@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger(__name__)
 
 
 def load_model_from_args(args: argparse.Namespace):
@@ -18,7 +21,26 @@ def load_model_from_args(args: argparse.Namespace):
         check_min_score(args.min_score, "--min-score")
     if pick_device(args.device).type == "cpu":
         use_all_cores()
-    return load_model(args.model, device=args.device, precision=args.precision)
+    tta = getattr(args, "tta", None)
+    model = load_model(args.model, device=args.device, precision=args.precision, tta=tta)
+    if tta is None:
+        log.info(
+            "test-time augmentation %s (%s on %s; --tta/--no-tta to choose)",
+            "on: 4 flips averaged" if model.tta else "off",
+            model.precision,
+            model.device.type,
+        )
+    return model
+
+
+def add_tta_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average the network over 4 flips: a higher score, 4x the network's time "
+        "(default: on, except on a CPU without native bf16, where it would be slow)",
+    )
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:

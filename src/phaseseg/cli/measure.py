@@ -9,6 +9,7 @@ from phaseseg.cli._common import (
     add_cluster_options,
     add_min_score_option,
     add_precision_option,
+    add_tta_option,
     cluster_from_args,
     load_model_from_args,
 )
@@ -119,7 +120,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "image); give it for a time series of one culture",
     )
     p.add_argument("--describe", action="store_true", help="print the output columns and exit")
-    p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    add_tta_option(p)
     add_min_score_option(p)
     add_precision_option(p)
     p.add_argument("--device", help="torch device (default: cuda, else mps if present, else cpu)")

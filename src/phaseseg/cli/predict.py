@@ -9,6 +9,7 @@ from phaseseg.cli._common import (
     add_cluster_options,
     add_min_score_option,
     add_precision_option,
+    add_tta_option,
     cluster_from_args,
     load_model_from_args,
 )
@@ -91,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="write one Fiji/ImageJ ROI set (DIR/<id>.zip, a polygon per cell) per image",
     )
-    p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    add_tta_option(p)
     p.add_argument(
         "--cell-type",
         help="use this cell type's thresholds for every image, one of the model's (the bundled "

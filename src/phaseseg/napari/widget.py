@@ -70,6 +70,8 @@ class SegmentWidget(Container):
     """Dock widget segmenting an image layer of ``viewer`` (napari passes the viewer)."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
+        from phaseseg.nn.device import default_tta  # torch: when the widget opens, not before
+
         super().__init__(labels=True)
         self.viewer = viewer
         self._models: dict[Path | None, Segmenter] = {}
@@ -84,7 +86,11 @@ class SegmentWidget(Container):
         self.min_score = FloatSpinBox(label="min score", min=0.0, max=1.0, step=0.05, value=0.0)
         self.min_score.tooltip = "drop cells whose mean foreground probability is lower"
         self.min_score.enabled = False
-        self.tta = CheckBox(text="TTA: average over 4 flips (4x slower)", value=False)
+        self.tta = CheckBox(text="TTA: average over 4 flips (4x slower)", value=default_tta())
+        self.tta.tooltip = (
+            "a higher score on new images; on by default where the network runs fast (native "
+            "bf16, a GPU), off on a CPU without bf16"
+        )
         self.run_button = PushButton(text="Segment")
         self.new_type = LineEdit(label="fine-tune as", value="mycells")
         self.new_type.tooltip = (

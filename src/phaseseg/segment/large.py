@@ -157,7 +157,7 @@ def segment_large(
     margin: int = MARGIN,
     cell_type: str | None = None,
     min_score: float | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     batch_size: int | None = None,
     workers: int = 1,
     pixel_size: float | None = None,
@@ -178,7 +178,7 @@ def segment_large(
         Core side of a block and the context around it (px); memory grows with
         ``(block + 2 * margin) ** 2``.
     cell_type, min_score, tta, batch_size
-        As :meth:`Segmenter.segment`.
+        As :meth:`Segmenter.segment` (``tta`` default: ``model.tta``).
     workers : int
         Blocks in flight at once (Dask threads).
     pixel_size : float, optional
@@ -198,6 +198,8 @@ def segment_large(
 
     import dask
     import dask.array as da
+
+    tta = model.tta if tta is None else tta
     import zarr
 
     from phaseseg.io.files import atomic_dir, temporary_name

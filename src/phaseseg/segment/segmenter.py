@@ -22,7 +22,7 @@ import torch
 
 from phaseseg.io import CELL_TYPES, PhasesegInputError
 from phaseseg.nn.checkpoint import load_model_file
-from phaseseg.nn.device import check_precision, pick_device, resolve_precision
+from phaseseg.nn.device import check_precision, default_tta, pick_device, resolve_precision
 from phaseseg.nn.model import UNet, build_model
 from phaseseg.segment.maps import Maps, iter_maps, predict_maps
 from phaseseg.segment.postprocess import PostprocessParams, maps_to_labels
@@ -77,6 +77,10 @@ class Segmenter:
     precision : {"auto", "bf16", "fp32"}
         Resolved once here (:func:`~phaseseg.nn.device.resolve_precision`) and kept in
         ``self.precision`` as ``"bf16"`` or ``"fp32"``.
+    tta : bool, optional
+        Average the network over 4 flips unless a call says otherwise; default
+        :func:`~phaseseg.nn.device.default_tta` (on, except in float32 on a CPU). Kept in
+        ``self.tta``.
     """
 
     def __init__(
@@ -86,9 +90,11 @@ class Segmenter:
         metadata: dict | None = None,
         device: str | torch.device | None = None,
         precision: str = "auto",
+        tta: bool | None = None,
     ):
         self.device = pick_device(device)
         self.precision = resolve_precision(check_precision(precision), self.device)
+        self.tta = default_tta(self.device, self.precision) if tta is None else bool(tta)
         self.net = net.to(self.device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
         self.postprocess = postprocess
         self.metadata = metadata or {}
@@ -130,12 +136,18 @@ class Segmenter:
         self,
         images: np.ndarray | list[np.ndarray],
         *,
-        tta: bool = False,
+        tta: bool | None = None,
         batch_size: int | None = None,
     ) -> Maps | list[Maps]:
-        """The network's :class:`~phaseseg.segment.maps.Maps` of one image or a list."""
+        """The network's :class:`~phaseseg.segment.maps.Maps` of one image or a list
+        (``tta``: default ``self.tta``)."""
         return predict_maps(
-            self.net, images, self.device, precision=self.precision, tta=tta, batch_size=batch_size
+            self.net,
+            images,
+            self.device,
+            precision=self.precision,
+            tta=self.tta if tta is None else tta,
+            batch_size=batch_size,
         )
 
     def iter_segment_full(
@@ -144,7 +156,7 @@ class Segmenter:
         *,
         cell_type: str | None = None,
         min_score: float | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
         batch_size: int | None = None,
     ) -> Iterator[Segmentation]:
         """:meth:`segment_full` over an iterable of images, consumed lazily; yields one
@@ -155,7 +167,12 @@ class Segmenter:
             check_min_score(min_score)
         names = self.cell_types
         maps = iter_maps(
-            self.net, images, self.device, precision=self.precision, tta=tta, batch_size=batch_size
+            self.net,
+            images,
+            self.device,
+            precision=self.precision,
+            tta=self.tta if tta is None else tta,
+            batch_size=batch_size,
         )
         for m in maps:
             used = cell_type or names[int(np.argmax(m.cell_type_probs))]
@@ -170,7 +187,7 @@ class Segmenter:
         *,
         cell_type: str | None = None,
         min_score: float | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
         batch_size: int | None = None,
     ) -> Segmentation | list[Segmentation]:
         """Segment one image (or a list); also return the maps and the cell type.
@@ -184,8 +201,8 @@ class Segmenter:
             Use this type's thresholds (default: the type the network predicts per image).
         min_score : float in [0, 1], optional
             Override the tuned ``min_score`` for this call (0 keeps low-confidence cells).
-        tta : bool
-            Average the network over 4 flips (4x the network time).
+        tta : bool, optional
+            Average the network over 4 flips (4x the network time); default ``self.tta``.
         batch_size : int, optional
             Network inputs per forward pass (:func:`~phaseseg.segment.maps.iter_maps`);
             results do not depend on it.
@@ -207,7 +224,7 @@ class Segmenter:
         *,
         cell_type: str | None = None,
         min_score: float | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Segment one image (or a list) into int32 ``(H, W)`` labels (0 background, 1..N).
@@ -226,10 +243,11 @@ def load_model(
     path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
+    tta: bool | None = None,
 ) -> Segmenter:
     """Load a model file (default: the bundled model) for inference.
 
-    ``device`` and ``precision`` as :class:`Segmenter`.
+    ``device``, ``precision`` and ``tta`` as :class:`Segmenter`.
     """
     path = Path(path) if path is not None else BUNDLED_MODEL
     if path == BUNDLED_MODEL and not path.is_file():
@@ -242,4 +260,4 @@ def load_model(
         raise PhasesegInputError(f"{path}: weights do not fit the architecture ({e})") from None
     post = {k: PostprocessParams(**v) for k, v in payload["postprocess"].items()}
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    return Segmenter(net, post, meta, device=device, precision=precision)
+    return Segmenter(net, post, meta, device=device, precision=precision, tta=tta)
