@@ -1,6 +1,10 @@
 """Speed and memory of `phaseseg predict` end to end on this machine.
 
     .venv/bin/python benchmarks/predict_speed.py [--model M] [--n 500] [--batch-sizes 1 2 4]
+        [--tta | --no-tta]
+
+Test-time augmentation as ``phaseseg predict`` does it: the machine's default (on with native
+bf16 or a GPU, off in float32 on a CPU) unless ``--tta``/``--no-tta`` says otherwise.
 
 1. Per-image time, the CLI's path: read -> network -> post-process -> RLE -> submission row;
    median over the shared test images and the first train images (--n-timed, default 100).
@@ -39,13 +43,14 @@ def main() -> None:
     ap.add_argument("--n-timed", type=int, default=100, help="train images for per-image timing")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--skip-cli", action="store_true", help="skip the memory run (2.)")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None)
     args = ap.parse_args()
 
     timed = (
         sorted((DATA / "test").glob("*.png"))
         + sorted((DATA / "train").glob("*.png"))[: args.n_timed]
     )
-    model = load_model(args.model)
+    model = load_model(args.model, tta=args.tta)
     model.segment(io.read_image(timed[0]))  # warm-up
     times = []
     for path in timed:
@@ -78,6 +83,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch_threads": torch.get_num_threads(),
         "precision": model.precision,
+        "tta": model.tta,
         "timed_images": len(timed),
         "median_s_per_image": float(np.median(times)),
         "p90_s_per_image": float(np.percentile(times, 90)),
@@ -108,6 +114,8 @@ def main() -> None:
         ]
         if args.model:
             cmd += ["--model", args.model]
+        if args.tta is not None:
+            cmd += ["--tta" if args.tta else "--no-tta"]
         # a small go-between process starts the CLI and reports its peak memory: a child
         # forked from this (large) process would count this process's memory as its own
         measure = (

@@ -134,3 +134,35 @@ def test_model_files_may_seed_from_the_centre_only_with_a_centre_output():
     payload["postprocess"]["astro"]["seeds"] = "flows"
     with pytest.raises(ModelFileProblem, match="seeds must be one of"):
         check_model_payload(payload)
+
+
+def test_large_images_carry_the_centre_map_through_their_blocks(tmp_path):
+    """Block-wise segmentation of a centre-seeded model (seeds need the centre map, which the
+    block path must store and blend like the other maps) gives the in-memory cells."""
+    pytest.importorskip("dask")
+    zarr = pytest.importorskip("zarr")
+    from scipy import ndimage as ndi
+
+    from phaseseg.segment.large import segment_large
+    from phaseseg.segment.segmenter import Segmenter
+
+    torch.manual_seed(0)
+    net = UNet(NetConfig(channels=(4, 8), convs_per_block=1, centre=True))
+    noise = ndi.gaussian_filter(np.random.default_rng(0).random((300, 400)), 4)
+    image = (noise * 255 * 8 % 255).astype(np.uint8)
+    plain = {t: PostprocessParams() for t in ("astro", "cort", "shsy5y")}
+    maps = Segmenter(net, plain, device="cpu", precision="fp32", tta=False).predict_maps(image)
+    params = PostprocessParams(
+        fg_thresh=float(np.median(maps.foreground)),
+        seed_thresh=float(np.percentile(maps.centre, 90)),
+        min_size=1,
+        seeds="centre",
+    )
+    model = Segmenter(net, dict.fromkeys(plain, params), device="cpu", precision="fp32", tta=False)
+    reference = model.segment_full(image).labels
+    out = tmp_path / "labels.ome.zarr"
+    result = segment_large(image, model, out, block=128, margin=64)
+    labels = zarr.open_array(str(out / "0"), mode="r")[:]
+    assert reference.max() > 100 and result.n_cells == reference.max()
+    pairs = np.unique(np.stack([labels[labels > 0], reference[labels > 0]]), axis=1)
+    assert np.array_equal(labels > 0, reference > 0) and pairs.shape[1] == reference.max()
