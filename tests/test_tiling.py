@@ -200,7 +200,8 @@ def test_segment_full_runs_the_tiles_of_a_large_image_as_one_batch():
     net = _BlurNet()
     shapes = []
     net.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
-    seg = Segmenter(net, {t: PostprocessParams(min_size=20) for t in TYPES}, device="cpu")
+    params = {t: PostprocessParams(min_size=20) for t in TYPES}
+    seg = Segmenter(net, params, device="cpu", tta=False)
     truth, img = _elongated_cell((160, 1100), 80, 550, ry=14, rx=90)  # across the tiles' seam
     labels = seg.segment_full(img, batch_size=4).labels
     assert shapes == [(2, 1, 160, 600)]  # two tiles (the image is wider than 704 px)
