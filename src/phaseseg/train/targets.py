@@ -25,6 +25,38 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
+def _distance_maps(
+    labels: np.ndarray, sigma_scale: float = 0.5, centre: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`normalized_distance` and :func:`centre_map` of ``labels``, from one distance
+    transform per cell (``centre`` False: the centre map is left at 0)."""
+    dist_out = np.zeros(labels.shape, dtype=np.float32)
+    centre_out = np.zeros(labels.shape, dtype=np.float32)
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        # pad by one pixel so that cells touching the image edge keep their edge as border
+        sl_pad = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+        mask = labels[sl_pad] == lab
+        dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        peak = float(dist.max())
+        if peak <= 0:
+            continue
+        dist_out[sl_pad][mask] = (dist[mask] / peak).astype(np.float32)
+        if not centre:
+            continue
+        # of the pixels within 1 px of the peak distance (a ridge, on a long cell), the one
+        # nearest to their mean
+        ys, xs = np.nonzero(dist >= peak - 1)
+        k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+        cy, cx = ys[k], xs[k]
+        sigma = max(MIN_SIGMA, sigma_scale * peak)
+        yy, xx = np.ogrid[: mask.shape[0], : mask.shape[1]]
+        bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2)).astype(np.float32)
+        centre_out[sl_pad][mask] = bump[mask]
+    return dist_out, centre_out
+
+
 def normalized_distance(labels: np.ndarray) -> np.ndarray:
     """Per-cell distance to the cell border, scaled to [0, 1] within each cell.
 
@@ -37,18 +69,7 @@ def normalized_distance(labels: np.ndarray) -> np.ndarray:
     -------
     (H, W) float32 array, 0 outside cells, in (0, 1] inside, exactly 1 at each cell's maximum.
     """
-    out = np.zeros(labels.shape, dtype=np.float32)
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        # pad by one pixel so that cells touching the image edge keep their edge as border
-        sl_pad = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
-        mask = labels[sl_pad] == lab
-        dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        peak = dist.max()
-        if peak > 0:
-            out[sl_pad][mask] = (dist[mask] / peak).astype(np.float32)
-    return out
+    return _distance_maps(labels, centre=False)[0]
 
 
 #: Smallest width (px) of a centre bump: tiny cells still get a peak of several pixels.
@@ -82,24 +103,7 @@ def centre_map(labels: np.ndarray, sigma_scale: float = 0.5) -> np.ndarray:
     ...  for i in (1, 2)]
     [(4, 4), (4, 14)]
     """
-    out = np.zeros(labels.shape, dtype=np.float32)
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        sl_pad = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
-        mask = labels[sl_pad] == lab
-        dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        peak = float(dist.max())
-        # of the pixels within 1 px of the peak distance (a ridge, on a long cell), the one
-        # nearest to their mean
-        ys, xs = np.nonzero(dist >= peak - 1)
-        k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
-        cy, cx = ys[k], xs[k]
-        sigma = max(MIN_SIGMA, sigma_scale * peak)
-        yy, xx = np.ogrid[: mask.shape[0], : mask.shape[1]]
-        bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2)).astype(np.float32)
-        out[sl_pad][mask] = bump[mask]
-    return out
+    return _distance_maps(labels, sigma_scale)[1]
 
 
 def touching_mask(labels: np.ndarray, radius: int = 2) -> np.ndarray:
@@ -121,9 +125,10 @@ def make_targets(labels: np.ndarray) -> dict[str, np.ndarray]:
     (:func:`normalized_distance` and :func:`centre_map` x 255, quantised to save memory) and
     ``touching`` uint8 (H, W) in {0, 1}.
     """
+    distance, centre = _distance_maps(labels)
     return {
         "foreground": (labels > 0).astype(np.uint8),
-        "distance": np.round(normalized_distance(labels) * 255).astype(np.uint8),
+        "distance": np.round(distance * 255).astype(np.uint8),
         "touching": touching_mask(labels).astype(np.uint8),
-        "centre": np.round(centre_map(labels) * 255).astype(np.uint8),
+        "centre": np.round(centre * 255).astype(np.uint8),
     }
