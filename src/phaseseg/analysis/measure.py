@@ -349,8 +349,7 @@ def measure_images(
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     cells_csv = out / "cells.csv"
-    if tta is None:
-        tta = model.tta if model is not None else False
+    tta = model.uses_tta(tta) if model is not None else bool(tta)
     options = MeasureOptions(tta, cell_type, min_score)
     with io.atomic_path(cells_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         header = True

@@ -199,7 +199,7 @@ def segment_large(
     import dask
     import dask.array as da
 
-    tta = model.tta if tta is None else tta
+    tta = model.uses_tta(tta)
     import zarr
 
     from phaseseg.io.files import atomic_dir, temporary_name
@@ -411,7 +411,7 @@ def _network_task(
     )
     out = {}
     for (i, j), m in zip(ids, maps, strict=True):
-        tiles[i, j] = np.stack(m.arrays()[:2] + m.arrays()[3:])  # fg, distance (, centre)
+        tiles[i, j] = np.stack(m.pixel_maps())
         out[(i, j)] = m.cell_type_probs
     return out
 

@@ -62,9 +62,13 @@ class Maps:
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.foreground, self.distance, self.cell_type_probs))
 
+    def pixel_maps(self) -> tuple[np.ndarray, ...]:
+        """``(fg, dist)``, and ``centre`` after them where the network has one."""
+        return (self.foreground, self.distance) + (() if self.centre is None else (self.centre,))
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         """``(fg, dist, probs)``, and ``centre`` after them where the network has one."""
-        return tuple(self) + (() if self.centre is None else (self.centre,))
+        return tuple(self) + self.pixel_maps()[2:]
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -188,7 +188,7 @@ def iter_segmentations(
     file names, :func:`phaseseg.io.image_id`).
     """
     summary = summary if summary is not None else PredictSummary()
-    tta = model.tta if tta is None else tta
+    tta = model.uses_tta(tta)
     options = SegmentOptions(tta, cell_type, min_score, batch_size, overlays_dir is not None)
     dirs = OutputDirs(labels_dir, overlays_dir, rois_dir)
     ids = file_ids if file_ids is not None else [io.image_id(p) for p in paths]
@@ -312,7 +312,7 @@ def predict_images(
         log.info("--resume: %d of %d files done before", len(done), len(files))
     todo = [k for k in range(len(files)) if k not in done]
     todo_files = [(files[k].path, files[k].image_id) for k in todo]
-    tta = model.tta if tta is None else tta  # decided here, for every worker alike
+    tta = model.uses_tta(tta)  # decided here, for every worker alike
     options = SegmentOptions(tta, cell_type, min_score, batch_size, dirs.overlays is not None)
     if client is None:
         results = _local_results(todo_files, model, options, summary)

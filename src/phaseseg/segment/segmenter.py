@@ -141,12 +141,23 @@ class Segmenter:
     ) -> Maps | list[Maps]:
         """The network's :class:`~phaseseg.segment.maps.Maps` of one image or a list
         (``tta``: default ``self.tta``)."""
-        return predict_maps(
+        if isinstance(images, (list, tuple)):
+            return list(self._iter_maps(images, tta, batch_size))
+        return next(self._iter_maps([images], tta, batch_size))
+
+    def uses_tta(self, tta: bool | None = None) -> bool:
+        """Whether a call with this ``tta`` averages over flips: ``tta``, else ``self.tta``."""
+        return self.tta if tta is None else tta
+
+    def _iter_maps(
+        self, images: Iterable[np.ndarray], tta: bool | None, batch_size: int | None
+    ) -> Iterator[Maps]:
+        return iter_maps(
             self.net,
             images,
             self.device,
             precision=self.precision,
-            tta=self.tta if tta is None else tta,
+            tta=self.uses_tta(tta),
             batch_size=batch_size,
         )
 
@@ -166,15 +177,7 @@ class Segmenter:
         if min_score is not None:
             check_min_score(min_score)
         names = self.cell_types
-        maps = iter_maps(
-            self.net,
-            images,
-            self.device,
-            precision=self.precision,
-            tta=self.tta if tta is None else tta,
-            batch_size=batch_size,
-        )
-        for m in maps:
+        for m in self._iter_maps(images, tta, batch_size):
             used = cell_type or names[int(np.argmax(m.cell_type_probs))]
             params = self.thresholds(used, min_score).to_dict()
             labels = maps_to_labels(m.foreground, m.distance, **params, centre=m.centre)

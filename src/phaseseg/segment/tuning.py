@@ -149,34 +149,10 @@ def tune_postprocess(
                 results.append((score, PostprocessParams(fg_t, seed_t, min_size)))
         score, params = max(results, key=lambda r: r[0])
         # second stage: h-maxima seeds, with the chosen foreground threshold and minimum size
-        for seed_h in h_grid:
-            maxima = [distance_maxima(m[1], seed_h) for _, m in group]  # once per height
-            for seed_t in (0.1, 0.2, 0.3):
-                trial = replace(params, seed_thresh=seed_t, seed_h=seed_h)
-                trial_score = np.mean(
-                    [
-                        image_score(
-                            s.labels, maps_to_labels(m[0], m[1], **trial.to_dict(), maxima=x)
-                        )
-                        for (s, m), x in zip(group, maxima, strict=True)
-                    ]
-                )
-                if trial_score > score:
-                    score, params = trial_score, trial
+        score, params = _best_seeds(group, score, params, "distance", h_grid, (0.1, 0.2, 0.3))
         # third stage: seeds from the centre map, where the network has one
         if all(len(m) > 3 for _, m in group):
-            for seed_h in centre_h_grid:
-                maxima = [distance_maxima(m[3], seed_h) if seed_h else None for _, m in group]
-                for seed_t in centre_grid:
-                    trial = replace(params, seed_thresh=seed_t, seed_h=seed_h, seeds="centre")
-                    trial_score = np.mean(
-                        [
-                            image_score(s.labels, labels_of(m, trial, maxima=x))
-                            for (s, m), x in zip(group, maxima, strict=True)
-                        ]
-                    )
-                    if trial_score > score:
-                        score, params = trial_score, trial
+            score, params = _best_seeds(group, score, params, "centre", centre_h_grid, centre_grid)
         # fourth stage: drop uncertain cells (low mean foreground probability)
         with_fg = [(s.labels, labels_of(m, params), m[0]) for s, m in group]
         for min_score in score_grid:
@@ -193,6 +169,34 @@ def tune_postprocess(
         log.info("tuned %s: %s -> %.4f", name, params, score)
         best[name] = params
     return best, score_val(samples, maps, best, names, by)
+
+
+def _best_seeds(
+    group: list[tuple[Sample, tuple[np.ndarray, ...]]],
+    score: float,
+    params: PostprocessParams,
+    seeds: str,
+    heights: Sequence[float],
+    floors: Sequence[float],
+) -> tuple[float, PostprocessParams]:
+    """Try seeds from the ``seeds`` map (``"distance"`` or ``"centre"``) at every h-maxima
+    height (0: threshold seeds) x floor, the rest of ``params`` kept; the best ``(score,
+    params)``, the given ones where no trial scores higher. The h-maxima are computed once per
+    height."""
+    index = 1 if seeds == "distance" else 3  # the map's place in predict_val's tuple
+    for seed_h in heights:
+        maxima = [distance_maxima(m[index], seed_h) if seed_h else None for _, m in group]
+        for seed_t in floors:
+            trial = replace(params, seed_thresh=seed_t, seed_h=seed_h, seeds=seeds)
+            trial_score = np.mean(
+                [
+                    image_score(s.labels, labels_of(m, trial, maxima=x))
+                    for (s, m), x in zip(group, maxima, strict=True)
+                ]
+            )
+            if trial_score > score:
+                score, params = trial_score, trial
+    return score, params
 
 
 def retune(
